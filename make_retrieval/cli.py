@@ -1,0 +1,171 @@
+"""``make-retrieval``: train, embed, search, evaluate, demo.
+
+Data errors are printed as one line naming file, row and field (exit code 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, ParamSpec
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from make_retrieval.config import Config, ConfigError
+from make_retrieval.data.tables import DataError
+
+if TYPE_CHECKING:
+    from make_retrieval.evaluate import EvaluationResult
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+P = ParamSpec("P")
+
+SkipBadRows = Annotated[
+    bool, typer.Option("--skip-bad-rows", help="Skip rows that break the format (counted and reported).")
+]
+
+
+def _fail_on_data_errors(func: Callable[P, None]) -> Callable[P, None]:
+    """Turn data, config and missing-file errors into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            func(*args, **kwargs)
+        except (DataError, ConfigError, FileNotFoundError) as error:
+            err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from error
+
+    return wrapper
+
+
+@app.command()
+@_fail_on_data_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Data directory (products, train, valid tables).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create.")],
+    config: Annotated[Path | None, typer.Option(help="YAML config (defaults otherwise).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
+    skip_bad_rows: SkipBadRows = False,
+) -> None:
+    """Pre-train the MAKE model on click triples (query, title, image)."""
+    from make_retrieval.train.loop import train as run_training
+
+    cfg = Config.load(config)
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    if seed is not None:
+        cfg.train.seed = seed
+    result = run_training(cfg, data, out, skip_bad_rows=skip_bad_rows)
+    best = "n/a" if result.best_ndcg is None else f"{result.best_ndcg:.4f}"
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f}s; best valid NDCG@10 {best}; run: {out}")
+
+
+@app.command()
+@_fail_on_data_errors
+def embed(
+    run: Annotated[Path, typer.Option(help="Run directory made by 'train'.")],
+    data: Annotated[Path, typer.Option(help="Data directory whose products are embedded.")],
+    out: Annotated[Path, typer.Option(help="Index directory to write.")],
+    index: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq.")] = "flat",
+    batch_size: Annotated[int, typer.Option(help="Products per forward pass.")] = 128,
+    skip_bad_rows: SkipBadRows = False,
+) -> None:
+    """Embed the catalog and build the FAISS index, product table and manifest."""
+    from make_retrieval.pipeline import build_index
+
+    product_index = build_index(run, data, index, batch_size=batch_size, skip_bad_rows=skip_bad_rows)
+    product_index.save(out)
+    m = product_index.manifest
+    console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {index} index -> {out}")
+
+
+@app.command()
+@_fail_on_data_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What a shopper types.")],
+    index: Annotated[Path, typer.Option(help="Index directory made by 'embed'.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Results to show.")] = 10,
+    run: Annotated[Path | None, typer.Option(help="Run directory (default: the one in the manifest).")] = None,
+) -> None:
+    """Search the index; prints id, title, score and the product's modality weights."""
+    from make_retrieval.pipeline import open_index
+
+    retriever = open_index(index, run)
+    hits = retriever.search([query], k)[0]
+    table = Table(title=f"'{query}'")
+    for column in ("rank", "product_id", "title", "score", *retriever.index.modalities):
+        table.add_column(column)
+    for rank, hit in enumerate(hits, start=1):
+        weights = retriever.index.weights[hit.position]
+        table.add_row(
+            str(rank),
+            hit.product_id,
+            retriever.index.titles[hit.position],
+            f"{hit.score:.4f}",
+            *(f"{w:.2f}" for w in weights),
+        )
+    console.print(table)
+
+
+@app.command()
+@_fail_on_data_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Data directory with products and the split's judgements.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory made by 'train'.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Evaluate a baseline instead: bm25.")] = None,
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    skip_bad_rows: SkipBadRows = False,
+) -> None:
+    """Search the whole catalog for each judged query and print Recall/Precision/MRR/NDCG."""
+    from make_retrieval.pipeline import evaluate_on
+
+    if (run is None) == (baseline is None):
+        raise typer.BadParameter("give exactly one of --run RUN_DIR or --baseline bm25")
+    result = evaluate_on(data, split, run=run, baseline=baseline, skip_bad_rows=skip_bad_rows)
+    if as_json:
+        print(json.dumps({"model": result.retriever, "split": split, "queries": result.queries, **result.metrics}))
+        return
+    print_results([result])
+
+
+def print_results(results: list[EvaluationResult]) -> None:
+    """One row per retriever with the headline metrics."""
+    from make_retrieval.evaluate import METRICS
+
+    table = Table(title=f"{results[0].split} split, {results[0].queries} queries, whole catalog searched")
+    table.add_column("model")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for result in results:
+        table.add_row(result.retriever, *(f"{result.metrics[m]:.4f}" for m in METRICS))
+    console.print(table)
+
+
+@app.command()
+@_fail_on_data_errors
+def demo(
+    data: Annotated[Path | None, typer.Option(help="Data directory (default: the bundled demo catalog).")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: the demo config).")] = None,
+) -> None:
+    """Train on the bundled catalog, index it, and compare MAKE with BM25 on the test split."""
+    from make_retrieval.pipeline import run_demo
+
+    run_demo(data, out, config, console, print_results)
+
+
+if __name__ == "__main__":
+    app()

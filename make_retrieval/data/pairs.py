@@ -1,0 +1,139 @@
+"""Click pairs (``train.*``) and relevance judgements (``valid.*``, ``test.*``), validated row by row."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from make_retrieval.data.catalog import Catalog, load_catalog
+from make_retrieval.data.tables import DataError, LoadReport, find_table, read_rows, text_field
+
+
+@dataclass
+class Clicks:
+    """Training pairs: query text, product row position, click weight."""
+
+    queries: list[str]
+    products: list[int]
+    weights: list[float]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+_INTEGER = re.compile(r"\+?\d+(\.0*)?")
+
+#: query -> {product_id: relevance}; the qrels form that ranx reads.
+Judgements = dict[str, dict[str, int]]
+
+
+def load_clicks(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Clicks:
+    """Read ``train.*``: columns query, product_id and optional positive weight."""
+    clicks = Clicks([], [], [])
+    for number, row in read_rows(path, ("query", "product_id")):
+        try:
+            query = text_field(path, number, row, "query")
+            product = _known_product(path, number, row, catalog)
+            weight = _weight(path, number, row)
+        except DataError as error:
+            if not skip_bad_rows:
+                raise
+            report.skip(error)
+            continue
+        clicks.queries.append(query)
+        clicks.products.append(product)
+        clicks.weights.append(weight)
+    if not clicks.queries:
+        raise DataError(path, "no training pairs")
+    return clicks
+
+
+def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Judgements:
+    """Read ``valid.*``/``test.*``: columns query, product_id, integer relevance >= 1."""
+    judged: Judgements = {}
+    for number, row in read_rows(path, ("query", "product_id", "relevance")):
+        try:
+            query = text_field(path, number, row, "query")
+            product = _known_product(path, number, row, catalog)
+            relevance = _relevance(path, number, row)
+        except DataError as error:
+            if not skip_bad_rows:
+                raise
+            report.skip(error)
+            continue
+        judged.setdefault(query, {})[catalog.product_ids[product]] = relevance
+    if not judged:
+        raise DataError(path, "no judged queries")
+    return judged
+
+
+def _known_product(path: Path, number: int, row: dict[str, Any], catalog: Catalog) -> int:
+    pid = text_field(path, number, row, "product_id")
+    if pid not in catalog.index:
+        raise DataError(path, f"unknown product_id '{pid}' (not in the products table)", number, "product_id")
+    return catalog.index[pid]
+
+
+def _weight(path: Path, number: int, row: dict[str, Any]) -> float:
+    value = row.get("weight")
+    if value is None:
+        return 1.0
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = math.nan
+    if not math.isfinite(weight) or weight <= 0:
+        raise DataError(path, f"must be a positive number, got {value!r}", number, "weight")
+    return weight
+
+
+def _relevance(path: Path, number: int, row: dict[str, Any]) -> int:
+    value = row.get("relevance")
+    # ints, integral floats (Parquet/JSON) and digit strings (CSV) are accepted; bools are not
+    text = "" if isinstance(value, bool) or not isinstance(value, (int, float, str)) else str(value).strip()
+    relevance = int(float(text)) if _INTEGER.fullmatch(text) else None
+    if relevance is None or relevance < 1:
+        raise DataError(path, f"must be an integer >= 1, got {value!r}", number, "relevance")
+    return relevance
+
+
+@dataclass
+class DataDir:
+    """A loaded data directory: catalog, clicks and judgements, and what loading skipped."""
+
+    root: Path
+    catalog: Catalog
+    report: LoadReport
+    train: Clicks | None
+    judgements: dict[str, Judgements]
+
+
+def load_data_dir(
+    root: Path | str,
+    splits: tuple[str, ...] = ("train", "valid", "test"),
+    skip_bad_rows: bool = False,
+    check_images: bool = True,
+) -> DataDir:
+    """Load ``products`` plus the named splits; ``train`` is read as clicks, the others as judgements.
+
+    A split that is absent is skipped unless it is ``train`` and was asked for: training needs it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "data directory not found")
+    report = LoadReport()
+    catalog = load_catalog(root, report, skip_bad_rows, check_images)
+    train = None
+    judgements: dict[str, Judgements] = {}
+    for split in splits:
+        path = find_table(root, split, required=split == "train")
+        if path is None:
+            continue
+        if split == "train":
+            train = load_clicks(path, catalog, report, skip_bad_rows)
+        else:
+            judgements[split] = load_judgements(path, catalog, report, skip_bad_rows)
+    return DataDir(root, catalog, report, train, judgements)

@@ -1,0 +1,150 @@
+"""Reading the three table formats (Parquet, JSONL, CSV) into rows, with errors that name file and row.
+
+Every value is kept as read (CSV gives strings) and checked by the readers in ``catalog``/``pairs``;
+CSV is read as text on purpose so that ids like ``00123`` keep their leading zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+#: Extensions in the order they are looked for; the first one found is read (METHOD.md).
+TABLE_EXTENSIONS = (".parquet", ".jsonl", ".csv")
+
+
+class DataError(ValueError):
+    """A problem with the user's data, located by file, row (1-based) and field."""
+
+    def __init__(self, file: Path | str, message: str, row: int | None = None, field: str | None = None):
+        self.file, self.row, self.field = str(file), row, field
+        where = self.file
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class LoadReport:
+    """What loading skipped or degraded; printed by the CLI and saved with a run."""
+
+    skipped_rows: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    text_only: Counter = field(default_factory=Counter)
+
+    def skip(self, error: DataError) -> None:
+        """Count a bad row that ``--skip-bad-rows`` allowed us to drop."""
+        self.skipped_rows[Path(error.file).name] += 1
+        if len(self.examples) < 10:
+            self.examples.append(str(error))
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, empty when nothing happened."""
+        out = [f"skipped {n} bad row(s) in {name}" for name, n in sorted(self.skipped_rows.items())]
+        out += self.examples
+        out += [f"{n} product(s) kept text-only: {why} image" for why, n in sorted(self.text_only.items())]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "skipped_rows": dict(self.skipped_rows),
+            "examples": self.examples,
+            "text_only": dict(self.text_only),
+        }
+
+
+def find_table(data_dir: Path, name: str, required: bool = True) -> Path | None:
+    """The first of ``name.parquet|jsonl|csv`` in ``data_dir``."""
+    for ext in TABLE_EXTENSIONS:
+        path = data_dir / f"{name}{ext}"
+        if path.exists():
+            return path
+    if required:
+        wanted = ", ".join(f"{name}{e}" for e in TABLE_EXTENSIONS)
+        raise DataError(data_dir, f"no {name} table found (looked for {wanted})")
+    return None
+
+
+def read_rows(path: Path, required_columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(row_number, row)`` for every data row of ``path``; row numbers start at 1."""
+    try:
+        if path.suffix == ".parquet":
+            rows = _parquet_rows(path)
+        elif path.suffix == ".jsonl":
+            rows = _jsonl_rows(path)
+        elif path.suffix == ".csv":
+            rows = _csv_rows(path)
+        else:
+            raise DataError(path, f"unsupported table format '{path.suffix}'")
+        first = next(rows, None)
+    except DataError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:  # pyarrow errors are ValueErrors
+        raise DataError(path, f"cannot read file: {exc}") from exc
+    if first is None:
+        return
+    _check_columns(path, first[1], required_columns)
+    yield first
+    try:
+        yield from rows
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(path, f"cannot read file: {exc}") from exc
+
+
+def _check_columns(path: Path, row: dict[str, Any], required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in row]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; found {sorted(row)}", field=missing[0])
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    parquet = pq.ParquetFile(path)
+    number = 0
+    for batch in parquet.iter_batches(batch_size=65536):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    number = 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            number += 1
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"invalid JSON: {exc.msg}", row=number) from exc
+            if not isinstance(row, dict):
+                raise DataError(path, "expected a JSON object per line", row=number)
+            yield number, row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for number, row in enumerate(reader, start=1):
+            if None in row:
+                raise DataError(path, "more values than header columns", row=number)
+            yield number, {k: (None if v == "" else v) for k, v in row.items()}
+
+
+def text_field(path: Path, row_number: int, row: dict[str, Any], name: str) -> str:
+    """A required non-empty string field; numbers are accepted and turned into text."""
+    value = row.get(name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(path, f"must be a non-empty string, got {value!r}", row=row_number, field=name)
+    return value.strip()

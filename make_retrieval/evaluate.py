@@ -1,0 +1,69 @@
+"""Evaluation: search the whole catalog for every judged query and compute IR metrics with ranx.
+
+Metrics of METHOD.md: Recall@{10,50,100,1000} (recall hit rate), Precision@10 (relevance rate),
+MRR@10 and NDCG@10 (graded); a product counts as relevant when its relevance >= 1. Per-category
+NDCG@10 groups queries by the category of their most relevant products.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from ranx import Qrels, Run, evaluate
+
+from make_retrieval.data.catalog import Catalog
+from make_retrieval.data.pairs import Judgements
+from make_retrieval.retrieval import Retriever, rank_scores
+
+METRICS = ("recall@10", "recall@50", "recall@100", "recall@1000", "precision@10", "mrr@10", "ndcg@10")
+#: Products retrieved per query: the deepest cut-off among the metrics.
+DEPTH = 1000
+
+
+@dataclass
+class EvaluationResult:
+    retriever: str
+    split: str
+    queries: int
+    metrics: dict[str, float]
+    per_category: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def query_categories(judgements: Judgements, catalog: Catalog) -> dict[str, str]:
+    """Each query's category: the most common category among its most relevant products."""
+    categories: dict[str, str] = {}
+    for query, judged in judgements.items():
+        top = max(judged.values())
+        counts = Counter(catalog.categories[catalog.index[pid]] for pid, rel in judged.items() if rel == top)
+        counts.pop(None, None)
+        if counts:
+            categories[query] = min(counts, key=lambda c: (-counts[c], c))
+    return categories
+
+
+def evaluate_retriever(
+    retriever: Retriever, judgements: Judgements, catalog: Catalog, split: str = "test"
+) -> EvaluationResult:
+    """Retrieve ``DEPTH`` products per query from the whole catalog and score them."""
+    queries = sorted(judgements)
+    hits = retriever.search(queries, DEPTH)
+    qrels = Qrels({q: dict(judgements[q]) for q in queries})
+    run = Run({q: rank_scores(h) for q, h in zip(queries, hits, strict=True) if h})
+    per_query = evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
+    metrics = {m: float(np.mean(per_query[m])) for m in METRICS}
+    categories = query_categories(judgements, catalog)
+    # ranx orders per-query scores like the qrels' sorted query ids.
+    order = sorted(queries)
+    per_category: dict[str, dict[str, float]] = {}
+    for category in sorted(set(categories.values())):
+        rows = [i for i, q in enumerate(order) if categories.get(q) == category]
+        per_category[category] = {
+            "queries": len(rows),
+            "ndcg@10": float(np.mean(per_query["ndcg@10"][rows])),
+        }
+    return EvaluationResult(retriever.name, split, len(queries), metrics, per_category)

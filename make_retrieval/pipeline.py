@@ -1,0 +1,105 @@
+"""The steps behind the CLI commands, as functions: build an index from a run, open it for search,
+evaluate a run or a baseline, and the demo that chains train -> embed -> evaluate."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from make_retrieval.config import Config, ConfigError
+from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.embed import embed_products
+from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
+from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.retrieval import BM25Retriever, MAKERetriever
+from make_retrieval.train.checkpoint import load_model
+from make_retrieval.train.loop import train
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_CONFIG = PACKAGE_DIR / "configs" / "demo.yaml"
+#: The vendored catalog lives in the repository (data/demo), next to the package.
+DEMO_DATA = PACKAGE_DIR.parent / "data" / "demo"
+BASELINES = ("bm25",)
+
+
+def build_index(
+    run_dir: Path, data_dir: Path, kind: str = "flat", batch_size: int = 128, skip_bad_rows: bool = False
+) -> ProductIndex:
+    """Embed every product of ``data_dir`` with the run's model and index the vectors."""
+    model, _, checkpoint = load_model(run_dir)
+    data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
+    vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
+    info = {"run": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name, "data": str(Path(data_dir).resolve())}
+    return ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(kind=kind), info)
+
+
+def open_index(index_dir: Path, run_dir: Path | None = None) -> MAKERetriever:
+    """Load an index folder and the query tower of the run that built it."""
+    index = ProductIndex.load(index_dir)
+    model, _, _ = load_model(run_dir or Path(index.manifest["model"]["run"]))
+    return MAKERetriever(model, index)
+
+
+def evaluate_on(
+    data_dir: Path,
+    split: str,
+    run: Path | None = None,
+    baseline: str | None = None,
+    skip_bad_rows: bool = False,
+) -> EvaluationResult:
+    """Evaluate a trained run (exact search over its embeddings of the catalog) or a baseline."""
+    data = load_data_dir(data_dir, splits=(split,), skip_bad_rows=skip_bad_rows)
+    if split not in data.judgements:
+        raise FileNotFoundError(f"no {split}.parquet/.jsonl/.csv in {data_dir}")
+    if baseline is not None:
+        if baseline not in BASELINES:
+            raise ConfigError(f"unknown baseline '{baseline}'; choose one of {BASELINES}")
+        retriever: BM25Retriever | MAKERetriever = BM25Retriever(data.catalog)
+    else:
+        assert run is not None
+        model, _, _ = load_model(run)
+        vectors, weights = embed_products(model, data.catalog)
+        index = ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(), {})
+        retriever = MAKERetriever(model, index)
+    return evaluate_retriever(retriever, data.judgements[split], data.catalog, split)
+
+
+def run_demo(
+    data_dir: Path | None,
+    out: Path,
+    config_path: Path | None,
+    console: Console,
+    show: Callable[[list[EvaluationResult]], None],
+) -> list[EvaluationResult]:
+    """Train on the demo catalog, build ``out/index``, compare MAKE with BM25 on test, save results."""
+    data_dir = data_dir or DEMO_DATA
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"demo catalog not found at {data_dir}; pass --data DIR")
+    started = time.time()
+    config = Config.load(config_path or DEMO_CONFIG)
+    console.rule("1/3 train")
+    train(config, data_dir, out)
+    console.rule("2/3 embed and index")
+    index = build_index(out, data_dir)
+    index.save(out / "index")
+    console.print(f"indexed {index.manifest['count']} products -> {out / 'index'}")
+    console.rule("3/3 evaluate on the test split")
+    data = load_data_dir(data_dir, splits=("test",))
+    model, _, _ = load_model(out)
+    judged = data.judgements["test"]
+    results = [
+        evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog),
+        evaluate_retriever(MAKERetriever(model, index), judged, data.catalog),
+    ]
+    (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    show(results)
+    console.print(f"demo finished in {time.time() - started:.0f}s; results in {out / 'results.json'}")
+    console.print("Next, try:")
+    console.print(f'  make-retrieval search --index {out / "index"} "black heels" -k 10')
+    console.print(f"  make-retrieval evaluate --run {out} --data {data_dir} --split test --json")
+    console.print(f"  make-retrieval evaluate --baseline bm25 --data {data_dir} --json")
+    return results

@@ -1,0 +1,86 @@
+"""Retrievers: something that maps query strings to ranked product ids over a whole catalog.
+
+``MAKERetriever`` (query encoder + FAISS index) and ``BM25Retriever`` (bm25s over titles) share one
+interface so that evaluation, the demo and later baselines treat them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import bm25s
+
+from make_retrieval.data.catalog import Catalog
+from make_retrieval.embed import embed_queries
+from make_retrieval.index.faiss_index import ProductIndex
+from make_retrieval.model.keywords import tokenize
+from make_retrieval.model.make import MAKEModel
+
+
+@dataclass
+class Hit:
+    position: int  # row in the catalog / index
+    product_id: str
+    score: float
+
+
+class Retriever(Protocol):
+    name: str
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]: ...
+
+
+class MAKERetriever:
+    """Encodes queries with the trained query tower and searches the product index."""
+
+    name = "MAKE"
+
+    def __init__(self, model: MAKEModel, index: ProductIndex):
+        self.model, self.index = model, index
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        vectors, _ = embed_queries(self.model, queries)
+        scores, positions = self.index.search(vectors, k)
+        ids = self.index.product_ids
+        return [
+            [Hit(int(p), ids[p], float(s)) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
+            for row_s, row_p in zip(scores, positions, strict=True)
+        ]
+
+
+class BM25Retriever:
+    """Lexical baseline over titles, with the same tokenizer as Keyword Enhancement."""
+
+    name = "BM25"
+
+    def __init__(self, catalog: Catalog):
+        self.product_ids = catalog.product_ids
+        self.bm25 = bm25s.BM25()
+        self.bm25.index([tokenize(t) for t in catalog.titles], show_progress=False)
+        self.vocabulary = set(self.bm25.vocab_dict)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        k = min(k, len(self.product_ids))
+        results: list[list[Hit]] = []
+        for query in queries:
+            terms = [t for t in tokenize(query) if t in self.vocabulary]
+            if not terms:  # nothing to match: BM25 returns nothing rather than arbitrary products
+                results.append([])
+                continue
+            positions, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
+            results.append(
+                [
+                    Hit(int(p), self.product_ids[p], float(s))
+                    for p, s in zip(positions[0], scores[0], strict=True)
+                    if s > 0
+                ]
+            )
+        return results
+
+
+def rank_scores(hits: list[Hit]) -> dict[str, float]:
+    """ranx wants {product_id: score}; equal scores are broken by rank so the order survives."""
+    count = len(hits)
+    return {h.product_id: float(count - r) for r, h in enumerate(hits)}

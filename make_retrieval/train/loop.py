@@ -1,0 +1,194 @@
+"""The training loop: seeded, with a progress bar, a JSONL metrics log, per-epoch validation over the
+whole catalog and atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from make_retrieval.config import Config
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
+from make_retrieval.data.pairs import DataDir, load_data_dir
+from make_retrieval.embed import embed_products
+from make_retrieval.evaluate import evaluate_retriever
+from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.losses import MAKELoss
+from make_retrieval.model.keywords import KeywordExtractor
+from make_retrieval.model.make import OBJECTIVES, MAKEModel
+from make_retrieval.retrieval import MAKERetriever
+from make_retrieval.train.checkpoint import save_checkpoint
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    best_ndcg: float | None
+    seconds: float
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; the returned generator drives data shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
+    """Pretrained text towers get ``lr``; the new parts (image tower, fusion, heads) get ``head_lr``."""
+    pretrained = {id(p) for enc in (model.query_encoder, model.title_encoder) for p in enc.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) in pretrained], "lr": config.train.lr},
+        {"params": [p for p in trainable if id(p) not in pretrained], "lr": config.train.head_lr},
+    ]
+    return torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
+
+
+class MetricsLog:
+    """Append-only JSONL log; one object per line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.write_text("")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, float]:
+    """Metrics of the current model on ``valid`` (the whole catalog is embedded and searched)."""
+    judged = data.judgements["valid"]
+    if max_queries:
+        judged = {q: judged[q] for q in sorted(judged)[:max_queries]}
+    vectors, weights = embed_products(model, data.catalog, progress=False)
+    index = ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(), {})
+    result = evaluate_retriever(MAKERetriever(model, index), judged, data.catalog, "valid")
+    model.train()
+    return result.metrics
+
+
+def train(
+    config: Config, data_dir: Path | str, run_dir: Path | str, skip_bad_rows: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train MAKE on ``data_dir`` and leave everything in ``run_dir`` (see train/checkpoint.py)."""
+    started = time.time()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    generator = seed_everything(config.train.seed)
+    data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
+    assert data.train is not None
+    config.save(run_dir / "config.yaml")
+    (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+    for line in data.report.lines():
+        tqdm.write(f"data: {line}")
+
+    keywords = None
+    if config.model.keyword_enhancement:
+        keywords = KeywordExtractor.fit(
+            data.catalog.titles, data.train.queries, data.train.products, config.model.num_keywords
+        )
+        keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
+
+    model = MAKEModel(config.model, config.loss.init_temperature)
+    model.train()
+    criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
+    loader = DataLoader(
+        ClickDataset(data.train, data.catalog, config.model.image_encoder.image_size),
+        batch_size=config.train.batch_size,
+        shuffle=True,
+        drop_last=len(data.train) > config.train.batch_size,
+        generator=generator,
+        num_workers=config.train.num_workers,
+        collate_fn=BatchBuilder(data.catalog, keywords, config.loss.similar_query_threshold),
+    )
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * config.train.epochs
+    if config.train.max_steps is not None:
+        total = min(total, config.train.max_steps)
+    optimizer = _optimizer(model, config)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.train.warmup_steps, total // 5), total)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    has_valid = "valid" in data.judgements
+    best: float | None = None
+    step = 0
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress)
+    for epoch in range(config.train.epochs):
+        window_start, window_samples = time.time(), 0
+        for batch in loader:
+            logged = _step(model, criterion, optimizer, scheduler, batch)
+            step += 1
+            window_samples += len(batch.queries)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logged['loss']:.3f}")
+            if step % config.train.log_every == 0 or step == total:
+                elapsed = max(time.time() - window_start, 1e-9)
+                log.write(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        **logged,
+                        "lr": scheduler.get_last_lr()[0],
+                        "temperature": {o: 1 / model.logit_scale(o).item() for o in OBJECTIVES},
+                        "samples_per_s": window_samples / elapsed,
+                    }
+                )
+                window_start, window_samples = time.time(), 0
+            if step >= total:
+                break
+        record: dict[str, Any] = {"step": step, "epoch": epoch, "event": "epoch_end"}
+        if has_valid:
+            metrics = validate(model, data, config.train.max_valid_queries)
+            record["valid"] = metrics
+            bar.write(f"epoch {epoch}: valid " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        log.write(record)
+        info = {"step": step, "epoch": epoch, **({"valid": record["valid"]} if has_valid else {})}
+        save_checkpoint(run_dir / "last.pt", model, info)
+        score = record["valid"]["ndcg@10"] if has_valid else None
+        if score is not None and (best is None or score > best):
+            best = score
+            save_checkpoint(run_dir / "best.pt", model, info)
+        if step >= total:
+            break
+    bar.close()
+    seconds = time.time() - started
+    summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return TrainResult(run_dir, step, best, seconds)
+
+
+def _step(
+    model: MAKEModel,
+    criterion: MAKELoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: Batch,
+) -> dict[str, float]:
+    """One optimisation step; keyword pseudo-queries go through the query tower with the queries."""
+    targets = batch.targets
+    products = model.encode_products(batch.titles, batch.pixels, targets.has_image)
+    if batch.keywords:
+        both = model.encode_queries(batch.queries + batch.keywords)
+        size = len(batch.queries)
+        queries, keywords = both.rows(0, size), both.rows(size, 2 * size)
+    else:
+        queries, keywords = model.encode_queries(batch.queries), None
+    loss, logged = criterion(model, queries, products, targets, keywords)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return logged

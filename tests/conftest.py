@@ -1,0 +1,114 @@
+"""Shared fixtures: a tiny random BERT folder, a tiny config, and a small real-format data directory.
+
+The data directory has coloured product photos (solid colour + a shape) and titles, so that a model
+can learn something in a few steps, and every table format can be written from the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextEncoderConfig
+from make_retrieval.model.encoders import resolve_text_path
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "black": (10, 10, 10)}
+TYPES = ["shirt", "heels", "watch", "handbag"]
+
+
+def write_table(path: Path, rows: list[dict]) -> Path:
+    """Write rows as Parquet, JSONL or CSV according to the suffix."""
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def make_data_dir(root: Path, ext: str = ".parquet") -> Path:
+    """32 products (4 colours x 4 types x 2), colour-led queries; products 0/1 of each kind differ."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    products, train, valid, test = [], [], [], []
+    for c, (colour, rgb) in enumerate(COLOURS.items()):
+        for t, kind in enumerate(TYPES):
+            for n in range(2):
+                pid = f"p{c}{t}{n}"
+                Image.new("RGB", (60, 80), rgb).save(root / "images" / f"{pid}.jpg")
+                products.append(
+                    {
+                        "product_id": pid,
+                        "title": f"Brand{n} {colour} {kind} classic",
+                        "image": f"images/{pid}.jpg",
+                        "category": kind,
+                        "base_colour": colour,
+                    }
+                )
+                train.append({"query": f"{colour} {kind}", "product_id": pid, "weight": 1.0})
+                train.append({"query": kind, "product_id": pid, "weight": 1.0})
+            judged = valid if t % 2 == 0 else test
+            for n in range(2):
+                judged.append({"query": f"{kind} in {colour}", "product_id": f"p{c}{t}{n}", "relevance": 2})
+    write_table(root / f"products{ext}", products)
+    write_table(root / f"train{ext}", train)
+    write_table(root / f"valid{ext}", valid)
+    write_table(root / f"test{ext}", test)
+    return root
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    return make_data_dir(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random BERT with the real MiniLM vocabulary, saved like any local HF folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_path("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:
+    """Every tower tiny; ``switches`` set fusion / modal_adaptation / keyword_enhancement."""
+    return ModelConfig(
+        query_encoder=TextEncoderConfig(path=str(bert), max_length=8),
+        title_encoder=TextEncoderConfig(path=str(bert), max_length=16),
+        image_encoder=ImageEncoderConfig(image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2),
+        embed_dim=8,
+        fusion_layers=1,
+        adaptation_hidden=8,
+        **switches,
+    )
+
+
+@pytest.fixture()
+def tiny_config(tiny_bert: Path) -> Config:
+    config = Config(model=tiny_model_config(tiny_bert))
+    config.train.batch_size = 8
+    config.train.max_steps = 4
+    config.train.warmup_steps = 1
+    config.train.head_lr = 1e-2
+    config.train.log_every = 1
+    return config

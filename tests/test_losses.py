@@ -1,0 +1,57 @@
+"""The contrastive losses against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from make_retrieval.losses import multi_positive_info_nce, symmetric_info_nce
+
+LOG_Z = math.log(math.e + math.e**2 + 1)  # log-partition of the row [1, 2, 0]
+
+
+def test_plain_info_nce() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
+    assert multi_positive_info_nce(logits, torch.eye(2)).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_two_positives_average_their_log_probabilities() -> None:
+    loss = multi_positive_info_nce(torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 1.0, 0.0]]))
+    assert loss.item() == pytest.approx(LOG_Z - 1.5, abs=1e-6)
+
+
+def test_weighted_positive() -> None:
+    loss = multi_positive_info_nce(torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.5, 0.0]]))
+    assert loss.item() == pytest.approx(LOG_Z - 2.0 / 1.5, abs=1e-6)
+
+
+def test_excluded_column_leaves_the_denominator() -> None:
+    excluded = torch.tensor([[False, True, False]])
+    loss = multi_positive_info_nce(torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]), excluded)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+
+
+def test_excluding_a_positive_keeps_it() -> None:
+    excluded = torch.tensor([[True, False, False]])
+    logits, positives = torch.tensor([[1.0, 2.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    assert multi_positive_info_nce(logits, positives, excluded).item() == pytest.approx(LOG_Z - 1.0, abs=1e-6)
+
+
+def test_rows_without_positive_are_ignored_and_gradients_are_finite() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    positives = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    excluded = torch.tensor([[False, True], [False, False]])
+    loss = multi_positive_info_nce(logits, positives, excluded)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # row 0 alone remains, and its only rival is excluded
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_symmetric_is_the_mean_of_both_directions() -> None:
+    logits = torch.tensor([[2.0, 0.0], [1.0, 3.0]])
+    row = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-2))) / 2  # rows: 2 vs 0, 3 vs 1
+    col = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-3))) / 2  # columns: 2 vs 1, 3 vs 0
+    assert symmetric_info_nce(logits, torch.eye(2)).item() == pytest.approx((row + col) / 2, abs=1e-6)

@@ -1,0 +1,120 @@
+"""The MAKE model: modality weights, the single-inner-product score, and each ablation switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_model_config
+
+from make_retrieval.config import LossConfig
+from make_retrieval.data.batches import BatchBuilder, ClickDataset
+from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.losses import MAKELoss
+from make_retrieval.model.keywords import KeywordExtractor, tokenize
+from make_retrieval.model.make import MAKEModel
+
+TITLES = ["Brand red shirt classic", "Brand blue heels", "Brand black watch steel", "Green handbag"]
+
+
+def _products(model: MAKEModel, has_image: list[bool]):
+    torch.manual_seed(1)
+    pixels = torch.rand(len(has_image), 3, 16, 16) * 2 - 1
+    return model.encode_products(TITLES[: len(has_image)], pixels, torch.tensor(has_image))
+
+
+def _model(bert: Path, **switches: bool) -> MAKEModel:
+    torch.manual_seed(0)
+    return MAKEModel(tiny_model_config(bert, **switches)).eval()
+
+
+def test_modal_adaptation_weights_sum_to_one_and_skip_missing_images(tiny_bert: Path) -> None:
+    model = _model(tiny_bert)
+    out = _products(model, [True, False, True, True])
+    assert out.weights.shape == (4, 3)
+    torch.testing.assert_close(out.weights.sum(1), torch.ones(4))
+    assert out.weights[1, model.modalities.index("image")] == 0
+    assert (out.weights[[0, 2, 3]] > 0).all()
+    assert not torch.allclose(out.weights[0], out.weights[2]), "weights are per product"
+
+
+def test_score_is_the_modal_adaptation_sum(tiny_bert: Path) -> None:
+    model = _model(tiny_bert)
+    with torch.no_grad():
+        q = model.encode_queries(["red shirt"])
+        p = _products(model, [True, True])
+    manual = sum(
+        q.weights[0, i] * p.weights[:, i] * (p.parts[m] @ q.parts[m][0]) for i, m in enumerate(model.modalities)
+    )
+    torch.testing.assert_close(p.vectors @ q.vectors[0], manual)
+
+
+def test_no_modal_adaptation_gives_uniform_weights(tiny_bert: Path) -> None:
+    model = _model(tiny_bert, modal_adaptation=False)
+    out = _products(model, [True, False])
+    torch.testing.assert_close(out.weights, torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.5, 0.0, 0.5]]))
+    assert model.product_adaptation.mlp is None and model.query_adaptation.mlp is None
+
+
+def test_no_fusion_drops_the_fused_modality(tiny_bert: Path) -> None:
+    model = _model(tiny_bert, fusion=False)
+    assert model.fusion is None and model.modalities == ("title", "image")
+    out = _products(model, [True, True])
+    assert out.vectors.shape == (2, 2 * model.config.embed_dim) and model.dim == 16
+
+
+def test_fusion_looks_at_the_image(tiny_bert: Path) -> None:
+    model = _model(tiny_bert)
+    titles = TITLES[:2]
+    with torch.no_grad():
+        a = model.encode_products(titles, torch.zeros(2, 3, 16, 16), torch.tensor([True, True]))
+        b = model.encode_products(titles, torch.ones(2, 3, 16, 16), torch.tensor([True, True]))
+    assert torch.allclose(a.parts["title"], b.parts["title"])
+    assert not torch.allclose(a.parts["fused"], b.parts["fused"])
+
+
+def _batch(data_dir: Path, keywords: bool):
+    data = load_data_dir(data_dir, ("train",))
+    assert data.train is not None
+    extractor = (
+        KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4) if keywords else None
+    )
+    dataset = ClickDataset(data.train, data.catalog, 16)
+    return BatchBuilder(data.catalog, extractor, 0.5)([dataset[i] for i in range(8)])
+
+
+def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir: Path) -> None:
+    plain, enhanced = _batch(data_dir, False), _batch(data_dir, True)
+    # items: ("red shirt", p000), ("shirt", p000), ("red shirt", p001), ("shirt", p001), ...
+    assert plain.targets.positives[0, 2] == 0 and plain.targets.excluded[0, 2], "same query: not a negative"
+    assert enhanced.targets.positives[0, 2] == 1, "same query: a positive with KE"
+    assert enhanced.targets.positives[1, 4] == 0  # 'shirt' vs 'red heels' share nothing
+    assert enhanced.targets.positives[0, 1] == 1  # same product
+    assert plain.keywords == [] and enhanced.keywords[0].split() == ["brand0", "red", "shirt", "classic"]
+
+    torch.manual_seed(0)
+    model = MAKEModel(tiny_model_config(tiny_bert))
+    products = model.encode_products(enhanced.titles, enhanced.pixels, enhanced.targets.has_image)
+    queries = model.encode_queries(enhanced.queries)
+    keywords = model.encode_queries(enhanced.keywords)
+    _, with_ke = MAKELoss(LossConfig(), True)(model, queries, products, enhanced.targets, keywords)
+    _, without = MAKELoss(LossConfig(), False)(model, queries, products, plain.targets)
+    assert {"keyword_product", "query_keyword"} <= set(with_ke) and "keyword_product" not in set(without)
+    assert with_ke["query_product"] != pytest.approx(without["query_product"])
+    with pytest.raises(ValueError, match="no keyword pseudo-queries"):
+        MAKELoss(LossConfig(), True)(model, queries, products, enhanced.targets)
+
+
+def test_keywords_prefer_clicked_terms_and_fall_back_to_idf() -> None:
+    titles = ["Acme Navy Blue Cotton Shirt", "Zeta Navy Cotton Trousers", "Acme Cotton Socks"]
+    extractor = KeywordExtractor.fit(titles, ["blue shirt", "navy shirt", "shirt"], [0, 0, 0], num_keywords=2)
+    # shirt: 3 clicks; blue and navy: 1 click each, blue is rarer in titles (higher IDF); title order kept
+    assert extractor.keywords[0] == ["blue", "shirt"]
+    assert extractor.keywords[1] == ["zeta", "trousers"]  # no clicks: rarest terms
+    assert extractor.covers(0, {"blue", "shirt"}) and not extractor.covers(0, {"navy", "shirt"})
+    assert not extractor.covers(0, set())
+
+
+def test_tokenizer_splits_chinese_into_characters() -> None:
+    assert tokenize("连衣裙 Red-Dress 2024") == ["连", "衣", "裙", "red", "dress", "2024"]

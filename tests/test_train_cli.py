@@ -1,0 +1,109 @@
+"""Training (reproducible, logged, checkpointed) and every CLI command on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_table
+from typer.testing import CliRunner
+
+from make_retrieval.cli import app
+from make_retrieval.config import Config, ConfigError
+from make_retrieval.train.loop import train
+
+runner = CliRunner()
+
+
+def _losses(run: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records if "loss" in r]
+
+
+def test_training_is_reproducible_and_leaves_a_complete_run(
+    tiny_config: Config, data_dir: Path, tmp_path: Path
+) -> None:
+    first = train(tiny_config, data_dir, tmp_path / "a", progress=False)
+    train(tiny_config, data_dir, tmp_path / "b", progress=False)
+    assert first.steps == 4 and first.best_ndcg is not None
+    for name in ("config.yaml", "keywords.json", "metrics.jsonl", "data_report.json", "last.pt", "best.pt"):
+        assert (tmp_path / "a" / name).is_file(), name
+    losses = _losses(tmp_path / "a")
+    assert len(losses) == 4 and {"query_product", "keyword_product", "lr", "temperature"} <= set(losses[0])
+    assert losses == _losses(tmp_path / "b"), "same seed, same data: same metrics log"
+    tiny_config.train.seed = 1
+    train(tiny_config, data_dir, tmp_path / "c", progress=False)
+    assert _losses(tmp_path / "c") != losses
+    epoch_end = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert epoch_end["event"] == "epoch_end" and "ndcg@10" in epoch_end["valid"]
+
+
+def test_cli_train_embed_search_evaluate(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.save(tmp_path / "tiny.yaml")
+    run, index = tmp_path / "run", tmp_path / "index"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data_dir),
+            "--out",
+            str(run),
+            "--config",
+            str(tmp_path / "tiny.yaml"),
+            "--max-steps",
+            "2",
+            "--seed",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "trained 2 steps" in result.output
+    assert Config.load(run / "config.yaml").train.seed == 3
+
+    result = runner.invoke(app, ["embed", "--run", str(run), "--data", str(data_dir), "--out", str(index)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["count"] == 32 and manifest["dimension"] == 24 and manifest["model"]["checkpoint"] == "best.pt"
+    table = pq.read_table(index / "products.parquet")
+    assert {"weight_title", "weight_image", "weight_fused"} <= set(table.column_names)
+
+    result = runner.invoke(app, ["search", "--index", str(index), "red heels", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Brand") == 3 and "fused" in result.output
+
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores["model"] == "MAKE" and scores["queries"] == 8
+    assert {"ndcg@10", "recall@50", "recall@1000", "mrr@10", "precision@10"} <= set(scores)
+
+    result = runner.invoke(
+        app, ["evaluate", "--baseline", "bm25", "--data", str(data_dir), "--split", "valid", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["recall@10"] == pytest.approx(1.0)
+
+
+def test_cli_reports_bad_data_in_one_line(data_dir: Path, tmp_path: Path) -> None:
+    (data_dir / "test.parquet").unlink()
+    write_table(data_dir / "test.csv", [{"query": "q", "product_id": "p000", "relevance": "very"}])
+    result = runner.invoke(app, ["evaluate", "--baseline", "bm25", "--data", str(data_dir)])
+    assert result.exit_code == 2
+    assert "test.csv, row 1, field 'relevance': must be an integer >= 1" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_cli_usage_errors(data_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(data_dir)])
+    assert result.exit_code == 2 and "exactly one of --run" in result.output
+    result = runner.invoke(app, ["search", "--index", str(tmp_path), "x"])
+    assert result.exit_code == 2 and "not an index folder" in result.output
+
+
+def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("model:\n  fusoin: true\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['fusoin'\]"):
+        Config.load(tmp_path / "bad.yaml")
