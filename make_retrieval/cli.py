@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from make_retrieval.evaluate import EvaluationResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err = Console(stderr=True)
+# Tables stay readable when output is piped (rich would assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 P = ParamSpec("P")
 
 SkipBadRows = Annotated[
@@ -105,7 +107,7 @@ def search(
     retriever = open_index(index, run)
     hits = retriever.search([query], k)[0]
     table = Table(title=f"'{query}'")
-    for column in ("rank", "product_id", "title", "score", *retriever.index.modalities):
+    for column in ("rank", "product_id", "title", "score", *(f"w_{m}" for m in retriever.index.modalities)):
         table.add_column(column)
     for rank, hit in enumerate(hits, start=1):
         weights = retriever.index.weights[hit.position]
@@ -148,7 +150,7 @@ def print_results(results: list[EvaluationResult]) -> None:
     table = Table(title=f"{results[0].split} split, {results[0].queries} queries, whole catalog searched")
     table.add_column("model")
     for metric in METRICS:
-        table.add_column(metric, justify="right")
+        table.add_column(metric.replace("recall", "R").replace("precision", "P").upper(), justify="right")
     for result in results:
         table.add_row(result.retriever, *(f"{result.metrics[m]:.4f}" for m in METRICS))
     console.print(table)

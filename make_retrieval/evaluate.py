@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from ranx import Qrels, Run, evaluate
 
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import Judgements
@@ -50,6 +49,8 @@ def evaluate_retriever(
     retriever: Retriever, judgements: Judgements, catalog: Catalog, split: str = "test"
 ) -> EvaluationResult:
     """Retrieve ``DEPTH`` products per query from the whole catalog and score them."""
+    from ranx import Qrels, Run, evaluate  # imported here: ranx's numba start-up costs seconds
+
     queries = sorted(judgements)
     hits = retriever.search(queries, DEPTH)
     qrels = Qrels({q: dict(judgements[q]) for q in queries})
@@ -57,11 +58,10 @@ def evaluate_retriever(
     per_query = evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
     metrics = {m: float(np.mean(per_query[m])) for m in METRICS}
     categories = query_categories(judgements, catalog)
-    # ranx orders per-query scores like the qrels' sorted query ids.
-    order = sorted(queries)
+    # ranx orders per-query scores like the qrels' sorted query ids, as ``queries`` is.
     per_category: dict[str, dict[str, float]] = {}
     for category in sorted(set(categories.values())):
-        rows = [i for i, q in enumerate(order) if categories.get(q) == category]
+        rows = [i for i, q in enumerate(queries) if categories.get(q) == category]
         per_category[category] = {
             "queries": len(rows),
             "ndcg@10": float(np.mean(per_query["ndcg@10"][rows])),

@@ -99,7 +99,10 @@ def run_demo(
     show(results)
     console.print(f"demo finished in {time.time() - started:.0f}s; results in {out / 'results.json'}")
     console.print("Next, try:")
-    console.print(f'  make-retrieval search --index {out / "index"} "black heels" -k 10')
-    console.print(f"  make-retrieval evaluate --run {out} --data {data_dir} --split test --json")
-    console.print(f"  make-retrieval evaluate --baseline bm25 --data {data_dir} --json")
+    for command in (
+        f'make-retrieval search --index {out / "index"} "black heels" -k 10',
+        f"make-retrieval evaluate --run {out} --data {data_dir} --split test --json",
+        f"make-retrieval evaluate --baseline bm25 --data {data_dir} --json",
+    ):
+        console.print(f"  {command}", soft_wrap=True, highlight=False)
     return results

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from make_retrieval.data.tables import DataError, LoadReport, find_table, read_rows, text_field
+from make_retrieval.data.tables import DataError, LoadReport, find_table, parse_rows, text_field
 
 #: Columns with a meaning of their own; every other column is metadata returned by search.
 CORE_COLUMNS = ("product_id", "title", "image", "category")
@@ -45,33 +45,23 @@ class Catalog:
 def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False, check_images: bool = True) -> Catalog:
     """Read and validate ``products.*``; ``check_images`` decodes every image once up front."""
     path = find_table(data_dir, "products")
-    ids: list[str] = []
-    titles: list[str] = []
-    images: list[Path | None] = []
-    categories: list[str | None] = []
-    metadata: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for number, row in read_rows(path, ("product_id", "title")):
-        try:
-            pid = text_field(path, number, row, "product_id")
-            if pid in seen:
-                raise DataError(path, f"duplicate product_id '{pid}' (first at row {seen[pid]})", number, "product_id")
-            title = text_field(path, number, row, "title")
-            image = _image_path(path, number, row, data_dir)
-        except DataError as error:
-            if not skip_bad_rows:
-                raise
-            report.skip(error)
-            continue
-        seen[pid] = number
-        ids.append(pid)
-        titles.append(title)
-        images.append(image)
+    first_row: dict[str, int] = {}
+
+    def parse(number: int, row: dict[str, Any]) -> tuple[str, str, Path | None, str | None, dict[str, Any]]:
+        pid = text_field(path, number, row, "product_id")
+        if pid in first_row:
+            raise DataError(path, f"duplicate product_id '{pid}' (first at row {first_row[pid]})", number, "product_id")
+        title = text_field(path, number, row, "title")
+        image = _image_path(path, number, row, data_dir)
+        first_row[pid] = number
         category = row.get("category")
-        categories.append(None if category is None else str(category))
-        metadata.append({k: v for k, v in row.items() if k not in CORE_COLUMNS})
-    if not ids:
+        metadata = {k: v for k, v in row.items() if k not in CORE_COLUMNS}
+        return pid, title, image, None if category is None else str(category), metadata
+
+    rows = list(parse_rows(path, ("product_id", "title"), parse, report, skip_bad_rows))
+    if not rows:
         raise DataError(path, "no products")
+    ids, titles, images, categories, metadata = (list(column) for column in zip(*rows, strict=True))
     if check_images:
         for i, image in enumerate(images):
             if image is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from make_retrieval.data.catalog import Catalog, load_catalog
-from make_retrieval.data.tables import DataError, LoadReport, find_table, read_rows, text_field
+from make_retrieval.data.tables import DataError, LoadReport, find_table, parse_rows, text_field
 
 
 @dataclass
@@ -32,38 +32,34 @@ Judgements = dict[str, dict[str, int]]
 
 def load_clicks(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Clicks:
     """Read ``train.*``: columns query, product_id and optional positive weight."""
-    clicks = Clicks([], [], [])
-    for number, row in read_rows(path, ("query", "product_id")):
-        try:
-            query = text_field(path, number, row, "query")
-            product = _known_product(path, number, row, catalog)
-            weight = _weight(path, number, row)
-        except DataError as error:
-            if not skip_bad_rows:
-                raise
-            report.skip(error)
-            continue
-        clicks.queries.append(query)
-        clicks.products.append(product)
-        clicks.weights.append(weight)
-    if not clicks.queries:
+
+    def parse(number: int, row: dict[str, Any]) -> tuple[str, int, float]:
+        return (
+            text_field(path, number, row, "query"),
+            _known_product(path, number, row, catalog),
+            _weight(path, number, row),
+        )
+
+    rows = list(parse_rows(path, ("query", "product_id"), parse, report, skip_bad_rows))
+    if not rows:
         raise DataError(path, "no training pairs")
-    return clicks
+    return Clicks([q for q, _, _ in rows], [p for _, p, _ in rows], [w for _, _, w in rows])
 
 
 def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Judgements:
     """Read ``valid.*``/``test.*``: columns query, product_id, integer relevance >= 1."""
+
+    def parse(number: int, row: dict[str, Any]) -> tuple[str, int, int]:
+        return (
+            text_field(path, number, row, "query"),
+            _known_product(path, number, row, catalog),
+            _relevance(path, number, row),
+        )
+
     judged: Judgements = {}
-    for number, row in read_rows(path, ("query", "product_id", "relevance")):
-        try:
-            query = text_field(path, number, row, "query")
-            product = _known_product(path, number, row, catalog)
-            relevance = _relevance(path, number, row)
-        except DataError as error:
-            if not skip_bad_rows:
-                raise
-            report.skip(error)
-            continue
+    for query, product, relevance in parse_rows(
+        path, ("query", "product_id", "relevance"), parse, report, skip_bad_rows
+    ):
         judged.setdefault(query, {})[catalog.product_ids[product]] = relevance
     if not judged:
         raise DataError(path, "no judged queries")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
+
+T = TypeVar("T")
 
 #: Extensions in the order they are looked for; the first one found is read (METHOD.md).
 TABLE_EXTENSIONS = (".parquet", ".jsonl", ".csv")
@@ -98,6 +100,23 @@ def read_rows(path: Path, required_columns: tuple[str, ...]) -> Iterator[tuple[i
         yield from rows
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(path, f"cannot read file: {exc}") from exc
+
+
+def parse_rows(
+    path: Path,
+    required_columns: tuple[str, ...],
+    parse: Callable[[int, dict[str, Any]], T],
+    report: LoadReport,
+    skip_bad_rows: bool,
+) -> Iterator[T]:
+    """``parse`` every row; a DataError stops the read, or with ``skip_bad_rows`` is counted and skipped."""
+    for number, row in read_rows(path, required_columns):
+        try:
+            yield parse(number, row)
+        except DataError as error:
+            if not skip_bad_rows:
+                raise
+            report.skip(error)
 
 
 def _check_columns(path: Path, row: dict[str, Any], required: tuple[str, ...]) -> None:

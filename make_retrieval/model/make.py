@@ -55,6 +55,11 @@ class MAKEModel(nn.Module):
         widths = {"title": text_dim, "image": image_dim, "fused": text_dim}
         self.product_proj = nn.ModuleDict({m: nn.Linear(widths[m], dim) for m in self.modalities})
         self.query_proj = nn.ModuleDict({m: nn.Linear(self.query_encoder.hidden_size, dim) for m in self.modalities})
+        if self.query_encoder.hidden_size == text_dim:
+            # Ours: every query projection starts as a copy of the title projection, so the pretrained
+            # query-title similarity of the text encoders survives the random heads at step 0.
+            for proj in self.query_proj.values():
+                proj.load_state_dict(self.product_proj["title"].state_dict())
         enabled, hidden = config.modal_adaptation, config.adaptation_hidden
         self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled)
         self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, enabled)

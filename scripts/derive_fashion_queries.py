@@ -1,0 +1,967 @@
+#!/usr/bin/env python
+"""Derive a MAKE-format data directory from the Fashion Product Images (Small) catalog.
+
+The source catalog has products, photos and attributes but no shopper queries or clicks. This
+script selects a subset of products (stratified over article types), simulates shopper queries
+from attribute combinations ("intents": article type plus optionally colour, gender, usage),
+grades the relevance of every product for every query from the attributes, splits the intents
+into train/valid/test and writes:
+
+    OUT/products.parquet   product_id, title, image, category + attribute metadata
+    OUT/train.parquet      query, product_id, weight      (simulated clicks)
+    OUT/valid.parquet      query, product_id, relevance   (1 or 2)
+    OUT/test.parquet       query, product_id, relevance   (1 or 2)
+    OUT/images/<id>.jpg    the photos of the selected products, copied from images.tar.gz
+    OUT/stats.json         counts and relevance statistics
+    OUT/README.md          origin, licence, command, grammar, relevance definition
+
+Deterministic: every random choice comes from random.Random seeded with a string derived from
+--seed (string seeds are hashed with SHA-512, not with the per-process randomised hash()), and
+every iteration is over sorted keys. Rerunning with the same arguments gives byte-identical files.
+
+Only pandas, pyarrow and the standard library are used.
+
+Usage:
+    python scripts/derive_fashion_queries.py --source /work/shared/data/fashion-products \\
+        --out data/demo --products 4000 --seed 0
+    python scripts/derive_fashion_queries.py --source ... --out /tmp/fashion-full --products 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tarfile
+from collections import Counter, defaultdict
+from typing import NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary: how a shopper types each attribute value. The first word is the canonical one.
+# --------------------------------------------------------------------------------------------
+
+TYPE_WORDS: dict[str, list[str]] = {
+    "Tshirts": ["tshirt", "t-shirt", "tee", "t shirt", "tshirts"],
+    "Shirts": ["shirt", "shirts"],
+    "Casual Shoes": ["casual shoes", "sneakers"],
+    "Watches": ["watch", "watches", "wrist watch"],
+    "Sports Shoes": ["sports shoes", "running shoes", "sport shoes"],
+    "Kurtas": ["kurta", "kurtas"],
+    "Tops": ["top", "tops"],
+    "Handbags": ["handbag", "purse", "handbags"],
+    "Heels": ["heels", "high heels"],
+    "Sunglasses": ["sunglasses", "shades"],
+    "Wallets": ["wallet", "wallets"],
+    "Flip Flops": ["flip flops", "slippers", "flipflops"],
+    "Sandals": ["sandals"],
+    "Briefs": ["briefs", "underwear"],
+    "Belts": ["belt", "belts"],
+    "Backpacks": ["backpack", "school bag", "backpacks"],
+    "Socks": ["socks"],
+    "Formal Shoes": ["formal shoes", "office shoes"],
+    "Perfume and Body Mist": ["perfume", "body mist", "fragrance"],
+    "Jeans": ["jeans", "denims"],
+    "Shorts": ["shorts"],
+    "Trousers": ["trousers", "pants"],
+    "Flats": ["flats", "ballerinas"],
+    "Bra": ["bra"],
+    "Dresses": ["dress", "dresses"],
+    "Sarees": ["saree", "sari"],
+    "Earrings": ["earrings"],
+    "Deodorant": ["deodorant", "deo"],
+    "Track Pants": ["track pants", "joggers", "trackpants"],
+    "Clutches": ["clutch"],
+    "Sweatshirts": ["sweatshirt", "hoodie"],
+    "Caps": ["cap", "caps"],
+    "Nail Polish": ["nail polish", "nail paint"],
+    "Sweaters": ["sweater", "pullover"],
+    "Ties": ["tie"],
+    "Lipstick": ["lipstick"],
+    "Jackets": ["jacket"],
+    "Innerwear Vests": ["vest", "innerwear vest"],
+    "Kurtis": ["kurti"],
+    "Tunics": ["tunic"],
+    "Nightdress": ["nightdress", "nighty"],
+    "Leggings": ["leggings"],
+    "Pendant": ["pendant"],
+    "Capris": ["capris"],
+    "Necklace and Chains": ["necklace", "chain"],
+    "Night suits": ["night suit", "pyjamas"],
+    "Trunk": ["trunks"],
+    "Skirts": ["skirt"],
+    "Scarves": ["scarf"],
+    "Ring": ["ring"],
+    "Dupatta": ["dupatta"],
+    "Lip Gloss": ["lip gloss"],
+    "Cufflinks": ["cufflinks"],
+    "Kajal and Eyeliner": ["kajal", "eyeliner"],
+    "Kurta Sets": ["kurta set"],
+    "Stoles": ["stole"],
+    "Duffel Bag": ["duffel bag", "gym bag"],
+    "Laptop Bag": ["laptop bag"],
+    "Foundation and Primer": ["foundation", "primer"],
+    "Sports Sandals": ["sports sandals"],
+    "Lounge Pants": ["lounge pants"],
+    "Jewellery Set": ["jewellery set", "jewelry set"],
+    "Boxers": ["boxers"],
+    "Face Moisturisers": ["face moisturiser", "moisturizer"],
+    "Highlighter and Blush": ["blush", "highlighter"],
+    "Camisoles": ["camisole"],
+    "Lounge Shorts": ["lounge shorts"],
+    "Jeggings": ["jeggings"],
+    "Tracksuits": ["tracksuit"],
+    "Gloves": ["gloves"],
+    "Stockings": ["stockings"],
+    "Suspenders": ["suspenders"],
+    "Swimwear": ["swimwear", "swimsuit"],
+    "Bath Robe": ["bathrobe", "bath robe"],
+}
+
+# Article types for which no shopper query is simulated (the products stay in the catalog).
+NO_QUERY_TYPES = frozenset({"Free Gifts"})
+# Types whose colour is the packaging's, not something a shopper asks for: no colour intents.
+NO_COLOUR_TYPES = frozenset(
+    {
+        "Perfume and Body Mist",
+        "Deodorant",
+        "Fragrance Gift Set",
+        "Face Moisturisers",
+        "Sunscreen",
+        "Face Wash and Cleanser",
+        "Mask and Peel",
+        "Body Lotion",
+        "Face Serum and Gel",
+        "Toner",
+        "Eye Cream",
+        "Face Scrub and Exfoliator",
+        "Makeup Remover",
+        "Body Wash and Scrub",
+        "Mens Grooming Kit",
+    }
+)
+# Master categories where "casual"/"formal"/... is not how shoppers ask: no usage intents.
+NO_USAGE_MASTER = frozenset({"Personal Care", "Free Items"})
+# No gender intents for an article type whose titles name no gender for more than this share of
+# its products (sarees, bras, lipsticks, ...): their relevance would be unreliable.
+MAX_UNKNOWN_GENDER = 0.2
+
+COLOUR_WORDS: dict[str, list[str]] = {
+    "Navy Blue": ["navy blue", "navy"],
+    "Grey": ["grey", "gray"],
+    "Multi": ["multicolour", "multicolor"],
+    "Off White": ["off white", "off-white"],
+    "Turquoise Blue": ["turquoise blue", "turquoise"],
+    "Fluorescent Green": ["fluorescent green", "neon green"],
+}
+
+# Query gender -> product genders (parsed from titles) that match it.
+GENDER_WORDS: dict[str, list[str]] = {
+    "Men": ["men", "mens"],
+    "Women": ["women", "womens"],
+    "Boys": ["boys"],
+    "Girls": ["girls"],
+}
+GENDER_MATCHES: dict[str, frozenset[str]] = {
+    "Men": frozenset({"Men", "Unisex"}),
+    "Women": frozenset({"Women", "Unisex"}),
+    "Boys": frozenset({"Boys"}),
+    "Girls": frozenset({"Girls"}),
+}
+
+USAGE_WORDS: dict[str, list[str]] = {
+    "Casual": ["casual"],
+    "Formal": ["formal"],
+    "Sports": ["sports", "sport"],
+    "Party": ["party"],
+    "Ethnic": ["ethnic"],
+}
+
+# Intent kinds: which attributes besides the article type a query names.
+KINDS: list[tuple[str, tuple[str, ...]]] = [
+    ("type", ()),
+    ("colour+type", ("colour",)),
+    ("gender+type", ("gender",)),
+    ("gender+colour+type", ("gender", "colour")),
+    ("usage+type", ("usage",)),
+    ("gender+usage+type", ("gender", "usage")),
+    ("colour+usage+type", ("colour", "usage")),
+    ("gender+colour+usage+type", ("gender", "colour", "usage")),
+]
+_KIND_OF = {attrs: kind for kind, attrs in KINDS}
+
+# Gender words in titles -> product gender. "Mr. Men" / "Mr.Men" is a brand, removed first.
+_GENDER_RE = re.compile(r"\b(men|mens|women|womens|boys?|girls?|unisex)\b", re.IGNORECASE)
+_GENDER_CANON = {
+    "men": "Men",
+    "mens": "Men",
+    "women": "Women",
+    "womens": "Women",
+    "boy": "Boys",
+    "boys": "Boys",
+    "girl": "Girls",
+    "girls": "Girls",
+    "unisex": "Unisex",
+}
+_BRAND_RE = re.compile(r"\bMr\.\s*Men\b", re.IGNORECASE)
+
+P_CANONICAL_WORD = 0.75  # probability that a slot uses its canonical word (else a synonym)
+P_CANONICAL_ORDER = 0.7  # probability of the canonical word order gender colour usage type
+N_SURFACES = [(1, 0.55), (2, 0.33), (3, 0.12)]  # surface strings per intent
+P_MISSPELL = 0.04  # share of surface strings that get one typo
+CLICKS_PER_QUERY = 8
+TRAIN_FRAC, VALID_FRAC = 0.7, 0.1
+
+
+class Intent(NamedTuple):
+    article_type: str
+    colour: str = ""
+    gender: str = ""
+    usage: str = ""
+
+    @property
+    def kind(self) -> str | None:
+        """The intent kind (a name in KINDS), or None for a combination not in KINDS."""
+        return _KIND_OF.get(tuple(a for a in ("gender", "colour", "usage") if getattr(self, a)))
+
+    @property
+    def key(self) -> str:
+        return f"{self.article_type}|{self.colour}|{self.gender}|{self.usage}"
+
+
+def rng_for(seed: int, *parts: str) -> random.Random:
+    # String seeds are hashed with SHA-512 by random.seed (version 2): stable across processes.
+    return random.Random("|".join([str(seed), *parts]))
+
+
+def parse_gender(title: str) -> str | None:
+    m = _GENDER_RE.search(_BRAND_RE.sub(" ", title))
+    return _GENDER_CANON[m.group(1).lower()] if m else None
+
+
+def type_words(article_type: str) -> list[str]:
+    if article_type in TYPE_WORDS:
+        return TYPE_WORDS[article_type]
+    words = article_type.lower().split()
+    last = words[-1]
+    if last.endswith("s") and not last.endswith(("ss", "us")) and len(last) > 3:
+        words[-1] = last[:-1]
+    return [" ".join(words)]
+
+
+def colour_words(colour: str) -> list[str]:
+    return COLOUR_WORDS.get(colour, [colour.lower()])
+
+
+def usage_in_type_name(article_type: str) -> bool:
+    """True for types like "Casual Shoes": a usage query on top would repeat the word."""
+    name = article_type.lower().split()
+    return any(u.lower() in name for u in USAGE_WORDS)
+
+
+def allocate(counts: dict[str, int], total: int, floor: int) -> dict[str, int]:
+    """Proportional allocation of `total` over keys with a floor, capped at counts (largest
+    remainder, ties broken by key)."""
+    keys = sorted(counts)
+    if total >= sum(counts.values()):
+        return dict(counts)
+    floor = min(floor, total // max(1, len(keys)))
+    alloc = {k: min(counts[k], floor) for k in keys}
+    while True:
+        left = total - sum(alloc.values())
+        open_keys = [k for k in keys if alloc[k] < counts[k]]
+        if left <= 0 or not open_keys:
+            return alloc
+        weight = sum(counts[k] - alloc[k] for k in open_keys)
+        shares = {k: left * (counts[k] - alloc[k]) / weight for k in open_keys}
+        add = {k: min(int(shares[k]), counts[k] - alloc[k]) for k in open_keys}
+        if sum(add.values()) == 0:
+            order = sorted(open_keys, key=lambda k: (-(shares[k] - int(shares[k])), k))
+            for k in order[:left]:
+                alloc[k] += 1
+            continue
+        for k in open_keys:
+            alloc[k] += add[k]
+
+
+def sample_sorted(rng: random.Random, items: list, k: int) -> list:
+    items = sorted(items)
+    if k >= len(items):
+        return items
+    return sorted(rng.sample(items, k))
+
+
+# --------------------------------------------------------------------------------------------
+# Surface strings
+# --------------------------------------------------------------------------------------------
+
+
+def slot_words(intent: Intent) -> dict[str, list[str]]:
+    slots = {"type": type_words(intent.article_type)}
+    if intent.colour:
+        slots["colour"] = colour_words(intent.colour)
+    if intent.gender:
+        slots["gender"] = GENDER_WORDS[intent.gender]
+    if intent.usage:
+        slots["usage"] = USAGE_WORDS[intent.usage]
+    return slots
+
+
+def orders_for(intent: Intent) -> list[list[str]]:
+    """Word orders; the first is canonical. "for" marks "... for <gender>"."""
+    canon = [s for s in ("gender", "colour", "usage", "type") if s == "type" or getattr(intent, s)]
+    orders = [canon]
+    if intent.gender and len(canon) > 2:
+        rest = [s for s in canon if s != "gender"]
+        orders.append([*rest, "for"])  # "black casual shirt for men"
+        orders.append([*rest, "gender"])  # "black casual shirt men"
+    elif intent.gender:
+        orders.append(["type", "for"])  # "heels for women"
+    if intent.colour and intent.usage:
+        orders.append([s for s in ("gender", "usage", "colour", "type") if s in canon])
+    return orders
+
+
+def render(order: list[str], choice: dict[str, str], intent: Intent) -> str:
+    parts = []
+    for slot in order:
+        if slot == "for":
+            parts += ["for", GENDER_WORDS[intent.gender][0]]
+        else:
+            parts.append(choice[slot])
+    return " ".join(parts)
+
+
+def all_renderings(intent: Intent) -> set[str]:
+    slots = slot_words(intent)
+    names = sorted(slots)
+    combos: list[dict[str, str]] = [{}]
+    for name in names:
+        combos = [{**c, name: w} for c in combos for w in slots[name]]
+    return {render(o, c, intent) for o in orders_for(intent) for c in combos}
+
+
+def min_words(intent: Intent) -> int:
+    return sum(min(len(w.split()) for w in ws) for ws in slot_words(intent).values())
+
+
+def draw_surface(intent: Intent, rng: random.Random) -> str:
+    slots = slot_words(intent)
+    choice = {}
+    for name in sorted(slots):
+        ws = slots[name]
+        choice[name] = ws[0] if len(ws) == 1 or rng.random() < P_CANONICAL_WORD else rng.choice(ws[1:])
+    orders = orders_for(intent)
+    order = orders[0] if len(orders) == 1 or rng.random() < P_CANONICAL_ORDER else rng.choice(orders[1:])
+    return render(order, choice, intent)
+
+
+def misspell(text: str, rng: random.Random) -> str | None:
+    """One realistic typo (drop, swap or double a letter, never the first) in a word of >= 5
+    letters; None if the string has no such word."""
+    words = text.split(" ")
+    cand = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
+    if not cand:
+        return None
+    i = rng.choice(cand)
+    w = words[i]
+    op = rng.choice(["drop", "swap", "double"])
+    if op == "drop":
+        j = rng.randrange(1, len(w))
+        new = w[:j] + w[j + 1 :]
+    elif op == "swap":
+        js = [j for j in range(1, len(w) - 1) if w[j] != w[j + 1]]
+        if not js:
+            return None
+        j = rng.choice(js)
+        new = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
+    else:
+        j = rng.randrange(1, len(w))
+        new = w[:j] + w[j] + w[j:]
+    if new == w:
+        return None
+    words[i] = new
+    return " ".join(words)
+
+
+# --------------------------------------------------------------------------------------------
+# Main steps
+# --------------------------------------------------------------------------------------------
+
+
+def image_ids_in_tar(tar_path: str) -> set[str]:
+    ids = set()
+    with tarfile.open(tar_path, "r:gz") as tf:
+        for m in tf:
+            if m.isfile() and m.size > 0:
+                mt = re.fullmatch(r"(?:\./)?images/([^/]+)\.jpg", m.name)
+                if mt:
+                    ids.add(mt.group(1))
+    return ids
+
+
+def copy_images(tar_path: str, wanted: set[str], out_dir: str) -> int:
+    os.makedirs(out_dir, exist_ok=True)
+    done = set()
+    with tarfile.open(tar_path, "r:gz") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            mt = re.fullmatch(r"(?:\./)?images/([^/]+)\.jpg", m.name)
+            if not mt or mt.group(1) not in wanted or mt.group(1) in done:
+                continue
+            data = tf.extractfile(m).read()
+            if not data.startswith(b"\xff\xd8"):
+                raise SystemExit(f"{m.name} in {tar_path} is not a JPEG")
+            with open(os.path.join(out_dir, mt.group(1) + ".jpg"), "wb") as f:
+                f.write(data)
+            done.add(mt.group(1))
+    missing = wanted - done
+    if missing:
+        raise SystemExit(f"{len(missing)} images missing from {tar_path}, e.g. {sorted(missing)[:3]}")
+    return len(done)
+
+
+def select_products(df: pd.DataFrame, n: int, seed: int, min_type: int, floor: int) -> pd.DataFrame:
+    if n == 0:
+        return df
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for pid, t in zip(df["product_id"], df["article_type"], strict=True):
+        by_type[t].append(pid)
+    counts = {t: len(v) for t, v in by_type.items() if len(v) >= min_type}
+    avail = sum(counts.values())
+    if n > avail:
+        raise SystemExit(f"--products {n} exceeds the {avail} products of article types with >= {min_type} products")
+    alloc = allocate(counts, n, floor)
+    chosen: list[str] = []
+    for t in sorted(alloc):
+        chosen += sample_sorted(rng_for(seed, "select", t), by_type[t], alloc[t])
+    return df[df["product_id"].isin(set(chosen))]
+
+
+def enumerate_intents(prods: pd.DataFrame) -> dict[Intent, int]:
+    """Every intent with its number of relevance-2 products in `prods`: all combinations of the
+    kinds in KINDS that some product has, counting the products that match all attributes."""
+    n_type: Counter = Counter(prods["article_type"])
+    pairs = zip(prods["article_type"], prods["gender"], strict=True)
+    n_unknown: Counter = Counter(t for t, g in pairs if not g)
+    no_gender = {t for t in n_type if n_unknown[t] > MAX_UNKNOWN_GENDER * n_type[t]}
+    counts: Counter = Counter()
+    for t, mc, c, g, u in zip(
+        prods["article_type"],
+        prods["master_category"],
+        prods["base_colour"],
+        prods["gender"],
+        prods["usage"],
+        strict=True,
+    ):
+        if t in NO_QUERY_TYPES:
+            continue
+        colours = [""] + ([c] if c and t not in NO_COLOUR_TYPES else [])
+        genders = [""] + ([q for q, m in GENDER_MATCHES.items() if g in m] if g and t not in no_gender else [])
+        usages = [""] + ([u] if u in USAGE_WORDS and mc not in NO_USAGE_MASTER and not usage_in_type_name(t) else [])
+        for cc in colours:
+            for gg in genders:
+                for uu in usages:
+                    it = Intent(t, colour=cc, gender=gg, usage=uu)
+                    if it.kind is not None:
+                        counts[it] += 1
+    return dict(counts)
+
+
+def grade(intent: Intent, colour: str, gender: str | None, usage: str) -> int:
+    """2 = matches every attribute, 1 = type plus some (not all) others, 0 = not relevant.
+    The caller only passes products of the intent's article type."""
+    checks = []
+    if intent.colour:
+        checks.append(colour == intent.colour)
+    if intent.gender:
+        checks.append(gender is not None and gender in GENDER_MATCHES[intent.gender])
+    if intent.usage:
+        checks.append(usage == intent.usage)
+    hit = sum(checks)
+    if hit == len(checks):
+        return 2
+    return 1 if hit >= 1 else 0
+
+
+def stratified_cap(items_by_kind: dict[str, list], cap: int, rng: random.Random) -> dict[str, list]:
+    counts = {k: len(v) for k, v in items_by_kind.items() if v}
+    alloc = allocate(counts, cap, floor=0)
+    return {k: sample_sorted(rng, items_by_kind[k], alloc.get(k, 0)) for k in sorted(items_by_kind)}
+
+
+def write_table(path: str, columns: dict[str, list], schema: pa.Schema) -> None:
+    table = pa.Table.from_pydict(columns, schema=schema)
+    pq.write_table(table, path, compression="zstd", write_statistics=False)
+
+
+def describe(values: list[int]) -> dict:
+    if not values:
+        return {"mean": 0, "median": 0, "max": 0, "min": 0}
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--source", required=True, help="dir with products.parquet and images.tar.gz")
+    ap.add_argument("--out", required=True, help="output data directory")
+    ap.add_argument("--products", type=int, default=4000, help="products to select; 0 = all")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--min-type-count",
+        type=int,
+        default=15,
+        help="article types with fewer source products are left out of a subset",
+    )
+    ap.add_argument("--type-floor", type=int, default=12, help="minimum products per article type in a subset")
+    ap.add_argument(
+        "--max-intents",
+        type=int,
+        default=None,
+        help="intents to keep (default 5000, or 1.25 per product above 4000 products)",
+    )
+    ap.add_argument(
+        "--valid-queries", type=int, default=None, help="cap on valid queries (default: half of the test cap)"
+    )
+    ap.add_argument(
+        "--test-queries",
+        type=int,
+        default=None,
+        help="cap on test queries (default 600, up to 2000 for larger catalogs)",
+    )
+    args = ap.parse_args(argv)
+    if args.products < 0:
+        ap.error("--products must be >= 0")
+    seed = args.seed
+
+    src_parquet = os.path.join(args.source, "products.parquet")
+    src_tar = os.path.join(args.source, "images.tar.gz")
+    for p in (src_parquet, src_tar):
+        if not os.path.isfile(p):
+            raise SystemExit(f"missing {p}")
+
+    # ---- products ---------------------------------------------------------------------------
+    df = pd.read_parquet(src_parquet)
+    need = ["product_id", "title", "master_category", "sub_category", "article_type", "base_colour", "usage"]
+    lacking = [c for c in need if c not in df.columns]
+    if lacking:
+        raise SystemExit(f"{src_parquet} lacks columns {lacking}")
+    df = df[need].copy()
+    for c in need:
+        df[c] = df[c].astype(object).where(df[c].notna(), "").map(str).str.strip()
+    df = df.drop_duplicates("product_id").sort_values("product_id", kind="mergesort")
+    n_source = len(df)
+    have_img = image_ids_in_tar(src_tar)
+    df = df[df["product_id"].isin(have_img)]
+    n_with_image = len(df)
+
+    sel = select_products(df, args.products, seed, args.min_type_count, args.type_floor)
+    sel = sel.sort_values("product_id", kind="mergesort").reset_index(drop=True)
+    sel["gender"] = pd.Series([parse_gender(t) for t in sel["title"]], dtype=object)
+    n_prod = len(sel)
+
+    # ---- intents ----------------------------------------------------------------------------
+    counts = enumerate_intents(sel)
+    intents = sorted(i for i, c in counts.items() if c >= 2)
+    n_candidates = len(intents)
+    by_kind: dict[str, list[Intent]] = defaultdict(list)
+    for it in intents:
+        by_kind[it.kind].append(it)
+    max_intents = args.max_intents
+    if max_intents is None:
+        max_intents = 5000 if n_prod <= 4000 else int(5000 + 1.25 * (n_prod - 4000))
+    if len(intents) > max_intents:
+        # keep every type-only intent, sample the other kinds proportionally
+        keep = {"type": by_kind["type"]}
+        rest = {k: v for k, v in by_kind.items() if k != "type"}
+        keep.update(stratified_cap(rest, max_intents - len(keep["type"]), rng_for(seed, "intents")))
+        by_kind = defaultdict(list, {k: v for k, v in keep.items() if v})
+
+    # ---- surface strings ----------------------------------------------------------------------
+    kept = sorted(it for v in by_kind.values() for it in v)
+    # every way any kept intent can be written; a string two intents share is ambiguous: banned
+    owners: dict[str, set[Intent]] = defaultdict(set)
+    for it in kept:
+        for s in all_renderings(it):
+            owners[s].add(it)
+    banned = {s for s, o in owners.items() if len(o) > 1}
+    universe = set(owners)
+
+    surfaces: dict[Intent, list[str]] = {}
+    taken: set[str] = set()
+    n_misspelt = 0
+    for it in kept:
+        rng = rng_for(seed, "surface", it.key)
+        r, acc = rng.random(), 0.0
+        k = N_SURFACES[-1][0]
+        for n, p in N_SURFACES:
+            acc += p
+            if r < acc:
+                k = n
+                break
+        limit = max(4, min_words(it))
+        chosen: list[str] = []
+        for _ in range(12 * k):
+            if len(chosen) >= k:
+                break
+            s = draw_surface(it, rng)
+            if s in banned or s in chosen or len(s.split()) > limit:
+                continue
+            chosen.append(s)
+        if not chosen:  # all drawn strings were ambiguous: try every rendering
+            ok = sorted(s for s in all_renderings(it) if s not in banned and len(s.split()) <= limit)
+            chosen = ok[:1]
+        final = []
+        for s in chosen:
+            if rng.random() < P_MISSPELL:
+                typo = misspell(s, rng)
+                if typo and typo not in universe and typo not in taken:
+                    s = typo
+                    n_misspelt += 1
+            if s not in taken:
+                final.append(s)
+                taken.add(s)
+        if final:
+            surfaces[it] = final
+    kept = sorted(surfaces)
+
+    # ---- split by intent, per kind ----------------------------------------------------------
+    split_of: dict[Intent, str] = {}
+    for kind, _ in KINDS:
+        items = sorted(it for it in kept if it.kind == kind)
+        rng_for(seed, "split", kind).shuffle(items)
+        n_tr = round(TRAIN_FRAC * len(items))
+        n_va = round(VALID_FRAC * len(items))
+        for i, it in enumerate(items):
+            split_of[it] = "train" if i < n_tr else "valid" if i < n_tr + n_va else "test"
+
+    # ---- relevance --------------------------------------------------------------------------
+    # index: (article type, attribute, value) -> product ids; relevance = set algebra
+    index: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for pid, t, c, g, u in zip(
+        sel["product_id"], sel["article_type"], sel["base_colour"], sel["gender"], sel["usage"], strict=True
+    ):
+        index[(t, "type", "")].add(pid)
+        index[(t, "colour", c)].add(pid)
+        for q, m in GENDER_MATCHES.items():
+            if g in m:
+                index[(t, "gender", q)].add(pid)
+        index[(t, "usage", u)].add(pid)
+
+    def relevant(it: Intent) -> list[tuple[str, int]]:
+        """(product_id, grade) sorted by product_id; see grade() for the definition."""
+        t = it.article_type
+        sets = [index.get((t, a, getattr(it, a)), set()) for a in ("colour", "gender", "usage") if getattr(it, a)]
+        if not sets:
+            return [(pid, 2) for pid in sorted(index[(t, "type", "")])]
+        rel2 = set.intersection(*sets)
+        rel1 = set.union(*sets) - rel2
+        return sorted([(pid, 2) for pid in rel2] + [(pid, 1) for pid in rel1])
+
+    test_cap = args.test_queries
+    if test_cap is None:
+        test_cap = max(600, min(2000, 600 * n_prod // 4000))
+    valid_cap = args.valid_queries if args.valid_queries is not None else test_cap // 2
+
+    rows: dict[str, list[tuple]] = {"train": [], "valid": [], "test": []}
+    queries_by_split_kind: dict[str, dict[str, list[tuple[str, Intent]]]] = {s: defaultdict(list) for s in rows}
+    for it in kept:
+        for s in surfaces[it]:
+            queries_by_split_kind[split_of[it]][it.kind].append((s, it))
+
+    n_intents = {s: len({it for v in queries_by_split_kind[s].values() for _, it in v}) for s in rows}
+    for q, it in sorted(q for v in queries_by_split_kind["train"].values() for q in v):
+        rel2 = [pid for pid, r in relevant(it) if r == 2]
+        for pid in sample_sorted(rng_for(seed, "clicks", q), rel2, CLICKS_PER_QUERY):
+            rows["train"].append((q, pid, 1.0))
+    eval_queries: dict[str, list[tuple[str, Intent]]] = {}
+    for split, cap in (("valid", valid_cap), ("test", test_cap)):
+        capped = stratified_cap(queries_by_split_kind[split], cap, rng_for(seed, "cap", split))
+        eval_queries[split] = sorted(q for v in capped.values() for q in v)
+        for q, it in eval_queries[split]:
+            for pid, r in relevant(it):
+                rows[split].append((q, pid, r))
+
+    # cross-check the set algebra against the per-product definition on some eval queries
+    attrs = {
+        pid: (c, g, u)
+        for pid, c, g, u in zip(sel["product_id"], sel["base_colour"], sel["gender"], sel["usage"], strict=True)
+    }
+    for _, it in (eval_queries["valid"] + eval_queries["test"])[:200]:
+        direct = sorted((pid, r) for pid in index[(it.article_type, "type", "")] if (r := grade(it, *attrs[pid])))
+        assert direct == relevant(it), it
+
+    train_q = {r[0] for r in rows["train"]}
+    valid_q = {r[0] for r in rows["valid"]}
+    test_q = {r[0] for r in rows["test"]}
+    assert not (train_q & valid_q) and not (train_q & test_q) and not (valid_q & test_q)
+    train_intents = {it for v in queries_by_split_kind["train"].values() for _, it in v}
+    for split in ("valid", "test"):
+        assert not any(it in train_intents for _, it in eval_queries[split])
+
+    # ---- write ------------------------------------------------------------------------------
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    img_dir = os.path.join(out, "images")
+    if os.path.isdir(img_dir):
+        shutil.rmtree(img_dir)
+    n_images = copy_images(src_tar, set(sel["product_id"]), img_dir)
+
+    s = pa.string()
+    write_table(
+        os.path.join(out, "products.parquet"),
+        {
+            "product_id": list(sel["product_id"]),
+            "title": list(sel["title"]),
+            "image": [f"images/{pid}.jpg" for pid in sel["product_id"]],
+            "category": list(sel["article_type"]),
+            "master_category": list(sel["master_category"]),
+            "sub_category": list(sel["sub_category"]),
+            "article_type": list(sel["article_type"]),
+            "base_colour": list(sel["base_colour"]),
+            "usage": [u or None for u in sel["usage"]],
+            "gender": list(sel["gender"]),
+        },
+        pa.schema(
+            [
+                (c, s)
+                for c in [
+                    "product_id",
+                    "title",
+                    "image",
+                    "category",
+                    "master_category",
+                    "sub_category",
+                    "article_type",
+                    "base_colour",
+                    "usage",
+                    "gender",
+                ]
+            ]
+        ),
+    )
+    write_table(
+        os.path.join(out, "train.parquet"),
+        {
+            "query": [r[0] for r in rows["train"]],
+            "product_id": [r[1] for r in rows["train"]],
+            "weight": [r[2] for r in rows["train"]],
+        },
+        pa.schema([("query", s), ("product_id", s), ("weight", pa.float64())]),
+    )
+    for split in ("valid", "test"):
+        write_table(
+            os.path.join(out, f"{split}.parquet"),
+            {
+                "query": [r[0] for r in rows[split]],
+                "product_id": [r[1] for r in rows[split]],
+                "relevance": [r[2] for r in rows[split]],
+            },
+            pa.schema([("query", s), ("product_id", s), ("relevance", pa.int64())]),
+        )
+
+    # ---- stats ------------------------------------------------------------------------------
+    def per_query(split: str) -> dict:
+        n_all: Counter = Counter()
+        n_2: Counter = Counter()
+        for q, _, r in rows[split]:
+            n_all[q] += 1
+            if r == 2:
+                n_2[q] += 1
+        qs = sorted(n_all)
+        return {"relevant": describe([n_all[q] for q in qs]), "relevance_2": describe([n_2[q] for q in qs])}
+
+    covered_types = sorted(set(sel["article_type"]))
+    queried_types = sorted({it.article_type for it in kept})
+    stats = {
+        "source_products": n_source,
+        "source_products_with_image": n_with_image,
+        "products": n_prod,
+        "images": n_images,
+        "article_types": len(covered_types),
+        "article_types_with_queries": len(queried_types),
+        "genders": {g if g else "none": int(n) for g, n in sorted(Counter(x or "" for x in sel["gender"]).items())},
+        "candidate_intents": n_candidates,
+        "intents": {sp: n_intents[sp] for sp in rows},
+        "intents_by_kind": {
+            kind: {sp: len({it for _, it in queries_by_split_kind[sp][kind]}) for sp in rows} for kind, _ in KINDS
+        },
+        "queries": {"train": len(train_q), "valid": len(valid_q), "test": len(test_q)},
+        "queries_before_cap": {sp: sum(len(v) for v in queries_by_split_kind[sp].values()) for sp in ("valid", "test")},
+        "test_queries_by_kind": dict(sorted(Counter(it.kind for _, it in eval_queries["test"]).items())),
+        "misspelt_surfaces": n_misspelt,
+        "pairs": {sp: len(rows[sp]) for sp in rows},
+        "train_clicks_per_query": describe(list(Counter(r[0] for r in rows["train"]).values())),
+        "valid": per_query("valid"),
+        "test": per_query("test"),
+        "article_types_covered": covered_types,
+    }
+    with open(os.path.join(out, "stats.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=1, sort_keys=False)
+        f.write("\n")
+
+    cmd = (
+        f"python scripts/derive_fashion_queries.py --source {args.source} --out {args.out} "
+        f"--products {args.products} --seed {seed}"
+    )
+    for flag, val, default in (
+        ("--min-type-count", args.min_type_count, 15),
+        ("--type-floor", args.type_floor, 12),
+        ("--max-intents", args.max_intents, None),
+        ("--valid-queries", args.valid_queries, None),
+        ("--test-queries", args.test_queries, None),
+    ):
+        if val != default:
+            cmd += f" {flag} {val}"
+    examples = [q for q, _ in eval_queries["test"]]
+    ex = sample_sorted(rng_for(seed, "readme"), examples, 12)
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(readme_text(stats, cmd, ex, args.products, valid_cap, test_cap))
+
+    # ---- summary ----------------------------------------------------------------------------
+    size = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(out) for fn in fns)
+    print(
+        f"products {n_prod} (of {n_with_image} with image), article types {len(covered_types)} "
+        f"({len(queried_types)} with queries)"
+    )
+    print(
+        f"intents: {n_candidates} candidates, kept train {n_intents['train']} / valid "
+        f"{n_intents['valid']} / test {n_intents['test']}"
+    )
+    print(f"queries: train {len(train_q)}, valid {len(valid_q)}, test {len(test_q)}; misspelt surfaces {n_misspelt}")
+    print(f"pairs: train {len(rows['train'])}, valid {len(rows['valid'])}, test {len(rows['test'])}")
+    print(
+        f"relevant per test query: mean {stats['test']['relevant']['mean']}, median "
+        f"{stats['test']['relevant']['median']}, max {stats['test']['relevant']['max']}; "
+        f"relevance-2 mean {stats['test']['relevance_2']['mean']}"
+    )
+    print(f"wrote {out}: {size / 1e6:.2f} MB in files")
+    return 0
+
+
+def readme_text(st: dict, cmd: str, examples: list[str], n_req: int, valid_cap: int, test_cap: int) -> str:
+    kinds = "\n".join(
+        f"| {k} | " + " | ".join(str(st["intents_by_kind"][k][s]) for s in ("train", "valid", "test")) + " |"
+        for k, _ in KINDS
+    )
+    subset = (
+        "the whole catalog (every product with an image)"
+        if n_req == 0
+        else f"{st['products']} products, stratified over article types: every article type with "
+        f">= 15 products in the source is represented, proportionally to its size with a floor "
+        f"of 12 products per type (random.Random, seeded)"
+    )
+    ex = "\n".join(f"- `{q}`" for q in examples)
+    q, pairs, n_qtypes = st["queries"], st["pairs"], st["article_types_with_queries"]
+
+    def fmt(d: dict) -> str:
+        return f"mean {d['mean']}, median {d['median']}, max {d['max']}"
+
+    return f"""# Fashion products with simulated shopper queries
+
+A data directory in the format of METHOD.md ("Formats"): real fashion products with photos and
+titles, and **simulated** shopper queries with **graded relevance derived from catalog attributes**
+(no real clicks or human judgements exist for this catalog).
+
+## Origin and licence
+Products, titles, attributes and photos (60x80 JPEG) come from the "Fashion Product Images (Small)"
+data set (Param Aggarwal, published on Kaggle; MIT licence as published there), 44,072 products of an
+Indian e-commerce catalog. Queries, clicks, relevance grades and the gender column are derived by
+`scripts/derive_fashion_queries.py` of this repository (deterministic; rerunning gives byte-identical
+files):
+
+    {cmd}
+
+Subset: {subset}. Only products whose image is in the source archive are used.
+
+## Files
+- `products.parquet`: `product_id`, `title`, `image` (`images/<product_id>.jpg`), `category`
+  (= `article_type`, for per-category metrics), `master_category`, `sub_category`, `article_type`,
+  `base_colour`, `usage`, `gender` (parsed from the title: Men/Women/Boys/Girls/Unisex, the first such
+  word after removing the brand "Mr. Men"; null if none). Sorted by `product_id`.
+- `train.parquet`: `query`, `product_id`, `weight` (1.0): simulated clicks.
+- `valid.parquet`, `test.parquet`: `query`, `product_id`, `relevance` (1 or 2); products not listed
+  are not relevant.
+- `images/`: one JPEG per product.
+- `stats.json`: counts and relevance statistics; `README.md`: this file.
+
+## Counts
+- products: {st["products"]}, article types: {st["article_types"]} ({n_qtypes} with queries)
+- queries: {q["train"]} train, {q["valid"]} valid, {q["test"]} test
+- pairs: {pairs["train"]} train clicks, {pairs["valid"]} valid, {pairs["test"]} test
+- relevant products per test query: {fmt(st["test"]["relevant"])}; relevance 2 only:
+  {fmt(st["test"]["relevance_2"])}
+- relevant products per valid query: {fmt(st["valid"]["relevant"])}; relevance 2 only:
+  {fmt(st["valid"]["relevance_2"])}
+- clicks per train query: {fmt(st["train_clicks_per_query"])}
+
+Intents (attribute sets) per split:
+
+| kind | train | valid | test |
+|---|---|---|---|
+{kinds}
+
+## Query grammar
+A query renders an *intent*: an article type plus optionally a colour, a gender and a usage, in one
+of the kinds type; colour+type; gender+type; gender+colour+type; usage+type; gender+usage+type;
+colour+usage+type; gender+colour+usage+type. Intents are enumerated from the attribute
+combinations present in the catalog and kept if at least 2 products match all their attributes.
+Usage intents are not made for types whose name already states a usage (Casual/Formal/Sports
+Shoes, Sports Sandals) nor for Personal Care; colour intents are not made for fragrances and skin
+care (the colour is the packaging's); no gender intents are made for article types whose titles
+name no gender for more than 20% of their products (e.g. sarees, bras, lipsticks); no queries
+are made for "Free Gifts".
+
+- article type: a shopper word from a hand-written synonym table ("Tshirts" -> tshirt, t-shirt,
+  tee, t shirt; "Casual Shoes" -> casual shoes, sneakers; "Trousers" -> trousers, pants; ...), other
+  types lowercased with a simple singular;
+- colour: lowercased base colour ("Navy Blue" -> navy blue, navy; "Grey" -> grey, gray);
+- gender: men, mens, women, womens, boys, girls; usage: casual, formal, sports, party, ethnic;
+- word orders: `[gender] [colour] [usage] type` (canonical, "women blue casual shirt"),
+  `[colour] [usage] type for <gender>`, `[colour] [usage] type <gender>`,
+  `[gender] usage colour type`;
+- each slot uses its canonical word with probability 0.75, else a synonym; 1-3 surface strings
+  per intent; about 4% of strings carry one typo (a letter dropped, swapped or doubled in a
+  word of >= 5 letters, e.g. "tshrit"). A string that could render two different intents is
+  never used; every query string belongs to exactly one intent.
+
+Examples from test:
+{ex}
+
+## Relevance
+For a query with attribute set A (article type plus others), over every product in this directory:
+**2** = the product matches every attribute of A; **1** = it matches the article type and at least
+one, but not all, of the other attributes; otherwise not relevant (not listed). Colour and usage
+match by equality of `base_colour` / `usage` ("casual" does not match "Smart Casual"); a gender
+matches the parsed `gender`, and Unisex products match both men and women queries (boys and girls
+match only Boys and Girls). A type-only query has every product of that type at relevance 2.
+
+## Splits
+Intents, not only strings, are split (per kind, seeded shuffle): 70% train, 10% valid, 20% test,
+so valid and test intents are unseen in training and no valid/test query string occurs in train.
+Train: for each train query string, up to 8 of its relevance-2 products, sampled, as clicks with
+weight 1.0. Valid/test: every relevant product (relevance 1 and 2) of each query; queries are
+capped at {valid_cap} (valid) and {test_cap} (test), sampled stratified over intent kinds.
+Relevance comes from attributes only: e.g. a product whose title says "Black" but whose
+`base_colour` is "Grey" counts as grey.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
