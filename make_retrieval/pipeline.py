@@ -32,6 +32,7 @@ def build_index(
     """Embed every product of ``data_dir`` with the run's model and index the vectors."""
     model, _, checkpoint = load_model(run_dir)
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
+    data.report.announce()
     vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
     info = {"run": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name, "data": str(Path(data_dir).resolve())}
     return ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(kind=kind), info)
@@ -53,6 +54,7 @@ def evaluate_on(
 ) -> EvaluationResult:
     """Evaluate a trained run (exact search over its embeddings of the catalog) or a baseline."""
     data = load_data_dir(data_dir, splits=(split,), skip_bad_rows=skip_bad_rows)
+    data.report.announce()
     if split not in data.judgements:
         raise FileNotFoundError(f"no {split}.parquet/.jsonl/.csv in {data_dir}")
     if baseline is not None:

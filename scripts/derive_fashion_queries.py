@@ -217,6 +217,7 @@ P_CANONICAL_WORD = 0.75  # probability that a slot uses its canonical word (else
 P_CANONICAL_ORDER = 0.7  # probability of the canonical word order gender colour usage type
 N_SURFACES = [(1, 0.55), (2, 0.33), (3, 0.12)]  # surface strings per intent
 P_MISSPELL = 0.04  # share of surface strings that get one typo
+MAX_WORDS = 4  # shoppers type 1-4 words: intents that need more are not rendered
 CLICKS_PER_QUERY = 8
 TRAIN_FRAC, VALID_FRAC = 0.7, 0.1
 
@@ -347,10 +348,6 @@ def all_renderings(intent: Intent) -> set[str]:
     for name in names:
         combos = [{**c, name: w} for c in combos for w in slots[name]]
     return {render(o, c, intent) for o in orders_for(intent) for c in combos}
-
-
-def min_words(intent: Intent) -> int:
-    return sum(min(len(w.split()) for w in ws) for ws in slot_words(intent).values())
 
 
 def draw_surface(intent: Intent, rng: random.Random) -> str:
@@ -615,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             if r < acc:
                 k = n
                 break
-        limit = max(4, min_words(it))
+        limit = MAX_WORDS
         chosen: list[str] = []
         for _ in range(12 * k):
             if len(chosen) >= k:
@@ -939,7 +936,8 @@ are made for "Free Gifts".
 - each slot uses its canonical word with probability 0.75, else a synonym; 1-3 surface strings
   per intent; about 4% of strings carry one typo (a letter dropped, swapped or doubled in a
   word of >= 5 letters, e.g. "tshrit"). A string that could render two different intents is
-  never used; every query string belongs to exactly one intent.
+  never used; every query string belongs to exactly one intent. Strings have at most 4 words:
+  an intent that needs more ("black casual laptop bag men") gets no query.
 
 Examples from test:
 {ex}

@@ -118,3 +118,55 @@ def test_keywords_prefer_clicked_terms_and_fall_back_to_idf() -> None:
 
 def test_tokenizer_splits_chinese_into_characters() -> None:
     assert tokenize("连衣裙 Red-Dress 2024") == ["连", "衣", "裙", "red", "dress", "2024"]
+
+
+def test_image_backbone_from_a_local_folder_and_weights_file(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+    from transformers import ViTConfig, ViTModel
+
+    from make_retrieval.config import ImageEncoderConfig
+    from make_retrieval.model.encoders import ImageEncoder
+
+    pixels = torch.rand(2, 3, 16, 16)
+    vit = ViTModel(
+        ViTConfig(
+            image_size=16,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        ),
+        add_pooling_layer=False,
+    ).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    from_folder = ImageEncoder(ImageEncoderConfig(backbone=f"hf:{tmp_path / 'vit'}")).eval()
+    assert from_folder.hidden_size == 16
+    torch.testing.assert_close(from_folder(pixels).patches, vit(pixel_values=pixels).last_hidden_state)
+
+    config = ImageEncoderConfig(image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
+    save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
+    random_init = ImageEncoder(config).eval()
+    loaded = ImageEncoder(
+        ImageEncoderConfig(**{**config.__dict__, "weights": str(tmp_path / "vit.safetensors")})
+    ).eval()
+    torch.testing.assert_close(loaded(pixels).pooled, vit(pixel_values=pixels).last_hidden_state.mean(1))
+    assert not torch.allclose(random_init(pixels).pooled, loaded(pixels).pooled)
+
+    torch.save({"unrelated.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="shares no parameter names"):
+        ImageEncoder(ImageEncoderConfig(**{**config.__dict__, "weights": str(tmp_path / "other.pt")}))
+    with pytest.raises(ValueError, match="unknown image backbone 'resnet'"):
+        ImageEncoder(ImageEncoderConfig(backbone="resnet"))
+
+
+def test_text_encoder_truncates_and_freezes_layers(tiny_bert: Path) -> None:
+    from make_retrieval.config import TextEncoderConfig
+    from make_retrieval.model.encoders import TextEncoder
+
+    assert len(TextEncoder(TextEncoderConfig(path=str(tiny_bert), num_layers=1)).model.encoder.layer) == 1
+    encoder = TextEncoder(TextEncoderConfig(path=str(tiny_bert), freeze_layers=1))
+    trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("model.encoder.layer.1.") for n in trainable)
+    with pytest.raises(FileNotFoundError, match=r"has no config\.json"):
+        TextEncoder(TextEncoderConfig(path=str(tiny_bert / "absent")))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
@@ -55,6 +57,11 @@ class LoadReport:
         out += self.examples
         out += [f"{n} product(s) kept text-only: {why} image" for why, n in sorted(self.text_only.items())]
         return out
+
+    def announce(self) -> None:
+        """Print the summary to stderr (through tqdm, so progress bars are not broken)."""
+        for line in self.lines():
+            tqdm.write(f"data: {line}", file=sys.stderr)
 
     def to_dict(self) -> dict[str, Any]:
         return {

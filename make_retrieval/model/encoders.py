@@ -52,9 +52,12 @@ class TextEncoder(nn.Module):
         layers = _encoder_layers(self.model)
         if config.num_layers is not None:
             del layers[config.num_layers :]
+        pooler = getattr(self.model, "pooler", None)
+        if pooler is not None:  # we mean-pool; an unused head would only get empty gradients
+            pooler.requires_grad_(False)
         if config.freeze_layers:
-            frozen = [self.model.get_input_embeddings(), *layers[: config.freeze_layers]]
-            for module in frozen:
+            embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
+            for module in (embeddings, *layers[: config.freeze_layers]):
                 module.requires_grad_(False)
 
     @property

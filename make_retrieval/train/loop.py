@@ -92,8 +92,7 @@ def train(
     assert data.train is not None
     config.save(run_dir / "config.yaml")
     (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
-    for line in data.report.lines():
-        tqdm.write(f"data: {line}")
+    data.report.announce()
 
     keywords = None
     if config.model.keyword_enhancement:
