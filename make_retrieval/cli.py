@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec
 
@@ -19,6 +20,8 @@ from rich.table import Table
 
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.tables import DataError
+from make_retrieval.index.faiss_index import INDEX_KINDS, IndexFileError
+from make_retrieval.train.checkpoint import CheckpointError
 
 if TYPE_CHECKING:
     from make_retrieval.evaluate import EvaluationResult
@@ -28,6 +31,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 P = ParamSpec("P")
+IndexKind = Enum("IndexKind", {kind: kind for kind in INDEX_KINDS}, type=str)  # type: ignore[misc]
+Split = Enum("Split", {"valid": "valid", "test": "test"}, type=str)  # type: ignore[misc]
 
 SkipBadRows = Annotated[
     bool, typer.Option("--skip-bad-rows", help="Skip rows that break the format (counted and reported).")
@@ -41,7 +46,7 @@ def _fail_on_data_errors(func: Callable[P, None]) -> Callable[P, None]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             func(*args, **kwargs)
-        except (DataError, ConfigError, FileNotFoundError) as error:
+        except (DataError, ConfigError, CheckpointError, IndexFileError, FileNotFoundError) as error:
             err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from error
 
@@ -80,17 +85,17 @@ def embed(
     run: Annotated[Path, typer.Option(help="Run directory made by 'train'.")],
     data: Annotated[Path, typer.Option(help="Data directory whose products are embedded.")],
     out: Annotated[Path, typer.Option(help="Index directory to write.")],
-    index: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq.")] = "flat",
-    batch_size: Annotated[int, typer.Option(help="Products per forward pass.")] = 128,
+    index: Annotated[IndexKind, typer.Option(help="flat (exact), hnsw or ivfpq.")] = IndexKind.flat,
+    batch_size: Annotated[int, typer.Option(min=1, help="Products per forward pass.")] = 128,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
     """Embed the catalog and build the FAISS index, product table and manifest."""
     from make_retrieval.pipeline import build_index
 
-    product_index = build_index(run, data, index, batch_size=batch_size, skip_bad_rows=skip_bad_rows)
+    product_index = build_index(run, data, index.value, batch_size=batch_size, skip_bad_rows=skip_bad_rows)
     product_index.save(out)
     m = product_index.manifest
-    console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {index} index -> {out}")
+    console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {index.value} index -> {out}")
 
 
 @app.command()
@@ -98,25 +103,42 @@ def embed(
 def search(
     query: Annotated[str, typer.Argument(help="What a shopper types.")],
     index: Annotated[Path, typer.Option(help="Index directory made by 'embed'.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Results to show.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results to show.")] = 10,
     run: Annotated[Path | None, typer.Option(help="Run directory (default: the one in the manifest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, with metadata.")] = False,
 ) -> None:
     """Search the index; prints id, title, score and the product's modality weights."""
     from make_retrieval.pipeline import open_index
 
     retriever = open_index(index, run)
-    hits = retriever.search([query], k)[0]
-    table = Table(title=f"'{query}'")
-    for column in ("rank", "product_id", "title", "score", *(f"w_{m}" for m in retriever.index.modalities)):
+    found, query_weights = retriever.search_with_weights([query], k)
+    modalities, products = retriever.index.modalities, retriever.index
+    results = [
+        {
+            "product_id": hit.product_id,
+            "title": products.titles[hit.position],
+            "score": hit.score,
+            "category": products.categories[hit.position],
+            "weights": dict(zip(modalities, products.weights[hit.position].tolist(), strict=True)),
+            "metadata": products.metadata[hit.position],
+        }
+        for hit in found[0]
+    ]
+    a_q = dict(zip(modalities, query_weights[0].tolist(), strict=True))
+    if as_json:
+        print(json.dumps({"query": query, "query_weights": a_q, "results": results}, ensure_ascii=False))
+        return
+    table = Table(title=f"'{query}'  (query weights: {', '.join(f'{m} {w:.2f}' for m, w in a_q.items())})")
+    for column in ("rank", "product_id", "title", "category", "score", *(f"w_{m}" for m in modalities)):
         table.add_column(column)
-    for rank, hit in enumerate(hits, start=1):
-        weights = retriever.index.weights[hit.position]
+    for rank, result in enumerate(results, start=1):
         table.add_row(
             str(rank),
-            hit.product_id,
-            retriever.index.titles[hit.position],
-            f"{hit.score:.4f}",
-            *(f"{w:.2f}" for w in weights),
+            result["product_id"],
+            result["title"],
+            result["category"] or "",
+            f"{result['score']:.4f}",
+            *(f"{w:.2f}" for w in result["weights"].values()),
         )
     console.print(table)
 
@@ -127,7 +149,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Data directory with products and the split's judgements.")],
     run: Annotated[Path | None, typer.Option(help="Run directory made by 'train'.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Evaluate a baseline instead: bm25.")] = None,
-    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    split: Annotated[Split, typer.Option(help="Judged split.")] = Split.test,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
@@ -136,9 +158,10 @@ def evaluate(
 
     if (run is None) == (baseline is None):
         raise typer.BadParameter("give exactly one of --run RUN_DIR or --baseline bm25")
-    result = evaluate_on(data, split, run=run, baseline=baseline, skip_bad_rows=skip_bad_rows)
+    result = evaluate_on(data, split.value, run=run, baseline=baseline, skip_bad_rows=skip_bad_rows)
     if as_json:
-        print(json.dumps({"model": result.retriever, "split": split, "queries": result.queries, **result.metrics}))
+        summary = {"model": result.retriever, "split": split.value, "queries": result.queries, **result.metrics}
+        print(json.dumps({**summary, "per_category": result.per_category}))
         return
     print_results([result])
 
@@ -162,11 +185,12 @@ def demo(
     data: Annotated[Path | None, typer.Option(help="Data directory (default: the bundled demo catalog).")] = None,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
     config: Annotated[Path | None, typer.Option(help="YAML config (default: the demo config).")] = None,
+    skip_bad_rows: SkipBadRows = False,
 ) -> None:
     """Train on the bundled catalog, index it, and compare MAKE with BM25 on the test split."""
     from make_retrieval.pipeline import run_demo
 
-    run_demo(data, out, config, console, print_results)
+    run_demo(data, out, config, console, print_results, skip_bad_rows)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -58,6 +59,8 @@ class ModelConfig:
     fusion: bool = True
     fusion_layers: int = 2
     modal_adaptation: bool = True
+    #: With MA on, also learn per-query weights a(q); False is METHOD.md's "product-only MA".
+    query_adaptation: bool = True
     keyword_enhancement: bool = True
     #: Hidden width of the Modal Adaptation MLPs.
     adaptation_hidden: int = 128
@@ -111,30 +114,57 @@ class Config:
         """Read a YAML file (missing keys keep their defaults); ``None`` gives the defaults."""
         if path is None:
             return cls()
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        return from_dict(cls, raw, str(path))
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        return update(cls(), raw, str(path))
 
     def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (a run directory keeps it to rebuild the model)."""
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
 
 
 class ConfigError(ValueError):
-    """A config file that does not fit the dataclasses (unknown key, wrong shape)."""
+    """A config file that does not fit the dataclasses (unknown key, wrong type)."""
 
 
-def from_dict(kind: type[T], raw: dict[str, Any], where: str) -> T:
-    """Build dataclass ``kind`` from a nested dict, naming the bad key on error."""
+def update(base: T, raw: dict[str, Any], where: str) -> T:
+    """A copy of dataclass ``base`` with the keys of ``raw`` replaced, recursively and type-checked.
+
+    Nested sections start from ``base``'s own values, so ``title_encoder: {path: X}`` keeps the
+    title encoder's other defaults (e.g. its longer ``max_length``).
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping for {kind.__name__}, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = sorted(set(raw) - set(fields))
+        raise ConfigError(f"{where}: expected a mapping for {type(base).__name__}, got {type(raw).__name__}")
+    fields = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} for {kind.__name__}; known: {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for {type(base).__name__}; known: {sorted(fields)}")
+    hints = get_type_hints(type(base))
     values: dict[str, Any] = {}
     for name, value in raw.items():
-        default = getattr(kind(), name)
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            values[name] = from_dict(type(default), value, f"{where}:{name}")
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = update(current, value, f"{where}:{name}")
         else:
-            values[name] = value
-    return kind(**values)
+            values[name] = _checked(value, hints[name], f"{where}:{name}")
+    return dataclasses.replace(base, **values)  # type: ignore[type-var]
+
+
+def _checked(value: Any, hint: Any, where: str) -> Any:
+    """``value`` if it fits the annotation (int, float, bool, str, or an optional of those)."""
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return value
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{where}: expected {expected}, got {value!r}")

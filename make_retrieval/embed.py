@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from make_retrieval.data.batches import load_pixels
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.model.make import MAKEModel
+from make_retrieval.model.make import Embedded, MAKEModel
 
 
 class _Products(torch.utils.data.Dataset):
@@ -32,6 +32,15 @@ def _collate(items: list[tuple[str, torch.Tensor, bool]]) -> tuple[list[str], to
     return [t for t, _, _ in items], torch.stack([p for _, p, _ in items]), torch.tensor([h for _, _, h in items])
 
 
+def _stack(outputs: Iterable[Embedded]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate batch outputs into (vectors float32, weights float32) arrays."""
+    vectors, weights = [], []
+    for out in outputs:
+        vectors.append(out.vectors.float().numpy())
+        weights.append(out.weights.float().numpy())
+    return np.concatenate(vectors), np.concatenate(weights)
+
+
 @torch.no_grad()
 def embed_products(
     model: MAKEModel, catalog: Catalog, batch_size: int = 128, num_workers: int = 0, progress: bool = True
@@ -44,24 +53,13 @@ def embed_products(
         num_workers=num_workers,
         collate_fn=_collate,
     )
-    vectors, weights = [], []
-    for titles, pixels, has_image in tqdm(loader, desc="embed products", disable=not progress, unit="batch"):
-        out = model.encode_products(titles, pixels, has_image)
-        vectors.append(out.vectors.float().numpy())
-        weights.append(out.weights.float().numpy())
-    return np.concatenate(vectors), np.concatenate(weights)
+    batches = tqdm(loader, desc="embed products", disable=not progress, unit="batch")
+    return _stack(model.encode_products(titles, pixels, has_image) for titles, pixels, has_image in batches)
 
 
 @torch.no_grad()
-def embed_queries(
-    model: MAKEModel, queries: Sequence[str], batch_size: int = 256, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def embed_queries(model: MAKEModel, queries: Sequence[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Query vectors (Q, D) float32 and per-query modality weights a(q) (Q, M)."""
     model.eval()
-    vectors, weights = [], []
-    steps = range(0, len(queries), batch_size)
-    for start in tqdm(steps, desc="embed queries", disable=not progress, unit="batch"):
-        out = model.encode_queries(list(queries[start : start + batch_size]))
-        vectors.append(out.vectors.float().numpy())
-        weights.append(out.weights.float().numpy())
-    return np.concatenate(vectors), np.concatenate(weights)
+    starts = range(0, len(queries), batch_size)
+    return _stack(model.encode_queries(list(queries[s : s + batch_size])) for s in starts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +24,16 @@ DEPTH = 1000
 
 @dataclass
 class EvaluationResult:
+    """Mean metrics of one retriever on one split, and NDCG@10 per query category."""
+
     retriever: str
     split: str
     queries: int
     metrics: dict[str, float]
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the demo saves it as results.json)."""
         return asdict(self)
 
 

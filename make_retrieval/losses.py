@@ -17,9 +17,13 @@ from make_retrieval.model.make import Embedded, MAKEModel
 
 
 def multi_positive_info_nce(
-    logits: torch.Tensor, positives: torch.Tensor, excluded: torch.Tensor | None = None
+    logits: torch.Tensor,
+    positives: torch.Tensor,
+    excluded: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over rows with a positive of -sum_j w_ij log softmax_j(logits_i) / sum_j w_ij."""
+    """Mean over rows with a positive of -sum_j w_ij log softmax_j(logits_i) / sum_j w_ij,
+    weighted by ``row_weights`` (e.g. click weights) when given."""
     if excluded is not None:
         logits = logits.masked_fill(excluded & (positives <= 0), float("-inf"))
     log_prob = torch.log_softmax(logits, dim=-1)
@@ -29,16 +33,24 @@ def multi_positive_info_nce(
     if not rows.any():
         return logits.new_zeros(())
     per_row = -(positives * log_prob).sum(-1)[rows] / total[rows]
-    return per_row.mean()
+    if row_weights is None:
+        return per_row.mean()
+    weights = row_weights[rows]
+    return (weights * per_row).sum() / weights.sum()
 
 
 def symmetric_info_nce(
-    logits: torch.Tensor, positives: torch.Tensor, excluded: torch.Tensor | None = None
+    logits: torch.Tensor,
+    positives: torch.Tensor,
+    excluded: torch.Tensor | None = None,
+    pair_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Average of both retrieval directions (rows->columns and columns->rows)."""
+    """Average of both retrieval directions (rows->columns and columns->rows) of a square batch
+    whose row i and column i come from pair i, weighted by ``pair_weights``."""
     back = None if excluded is None else excluded.T
     return 0.5 * (
-        multi_positive_info_nce(logits, positives, excluded) + multi_positive_info_nce(logits.T, positives.T, back)
+        multi_positive_info_nce(logits, positives, excluded, pair_weights)
+        + multi_positive_info_nce(logits.T, positives.T, back, pair_weights)
     )
 
 
@@ -49,7 +61,9 @@ class Targets:
     positives: torch.Tensor  # (B, B) float: query i vs product j
     excluded: torch.Tensor  # (B, B) bool: product j is never a negative of query i
     same_product: torch.Tensor  # (B, B) float: product i is product j
+    same_keywords: torch.Tensor  # (B, B) bool: products i and j have the same keyword string
     has_image: torch.Tensor  # (B,) bool
+    weights: torch.Tensor  # (B,) float: click weight of pair i
 
 
 class MAKELoss(nn.Module):
@@ -68,6 +82,7 @@ class MAKELoss(nn.Module):
         targets: Targets,
         keywords: Embedded | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (for backward) and each objective's value (for the metrics log)."""
         cfg = self.config
         pos, exc = targets.positives, targets.excluded
         no_image = ~targets.has_image
@@ -93,7 +108,9 @@ class MAKELoss(nn.Module):
             if keywords is None:
                 raise ValueError("keyword enhancement is on but the batch has no keyword pseudo-queries")
             same = targets.same_product
-            parts["keyword_product"] = (cfg.keyword_product, keywords.vectors, products.vectors, same, None)
+            # two products with the same keyword string are not each other's negatives
+            twins = targets.same_keywords & (same <= 0)
+            parts["keyword_product"] = (cfg.keyword_product, keywords.vectors, products.vectors, same, twins)
             parts["query_keyword"] = (cfg.query_keyword, queries.vectors, keywords.vectors, pos, exc)
         total = queries.vectors.new_zeros(())
         logged: dict[str, float] = {}
@@ -101,7 +118,7 @@ class MAKELoss(nn.Module):
             if weight == 0:
                 continue
             logits = model.logit_scale(name) * left @ right.T
-            value = symmetric_info_nce(logits, positives, excluded)
+            value = symmetric_info_nce(logits, positives, excluded, targets.weights)
             total = total + weight * value
             logged[name] = float(value.detach())
         logged["loss"] = float(total.detach())

@@ -14,9 +14,10 @@ from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.embed import embed_products
 from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
+from make_retrieval.files import file_sha256
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
-from make_retrieval.retrieval import BM25Retriever, MAKERetriever
-from make_retrieval.train.checkpoint import load_model
+from make_retrieval.retrieval import BM25Retriever, MAKERetriever, exact_retriever
+from make_retrieval.train.checkpoint import CheckpointError, load_model
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -34,14 +35,21 @@ def build_index(
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
     data.report.announce()
     vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
-    info = {"run": str(Path(run_dir).resolve()), "checkpoint": checkpoint.name, "data": str(Path(data_dir).resolve())}
+    info = {
+        "run": str(Path(run_dir).resolve()),
+        "checkpoint": checkpoint.name,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "data": str(Path(data_dir).resolve()),
+    }
     return ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(kind=kind), info)
 
 
 def open_index(index_dir: Path, run_dir: Path | None = None) -> MAKERetriever:
     """Load an index folder and the query tower of the run that built it."""
     index = ProductIndex.load(index_dir)
-    model, _, _ = load_model(run_dir or Path(index.manifest["model"]["run"]))
+    model, _, checkpoint = load_model(run_dir or Path(index.manifest["model"]["run"]))
+    if file_sha256(checkpoint) != index.manifest["model"]["checkpoint_sha256"]:
+        raise CheckpointError(f"{index_dir} was built by another checkpoint than {checkpoint}; rebuild it with 'embed'")
     return MAKERetriever(model, index)
 
 
@@ -53,20 +61,18 @@ def evaluate_on(
     skip_bad_rows: bool = False,
 ) -> EvaluationResult:
     """Evaluate a trained run (exact search over its embeddings of the catalog) or a baseline."""
-    data = load_data_dir(data_dir, splits=(split,), skip_bad_rows=skip_bad_rows)
+    if baseline is not None and baseline not in BASELINES:
+        raise ConfigError(f"unknown baseline '{baseline}'; choose one of {BASELINES}")
+    # BM25 reads titles only, so it need not decode every image first
+    data = load_data_dir(data_dir, splits=(split,), skip_bad_rows=skip_bad_rows, check_images=baseline is None)
     data.report.announce()
     if split not in data.judgements:
         raise FileNotFoundError(f"no {split}.parquet/.jsonl/.csv in {data_dir}")
     if baseline is not None:
-        if baseline not in BASELINES:
-            raise ConfigError(f"unknown baseline '{baseline}'; choose one of {BASELINES}")
         retriever: BM25Retriever | MAKERetriever = BM25Retriever(data.catalog)
     else:
         assert run is not None
-        model, _, _ = load_model(run)
-        vectors, weights = embed_products(model, data.catalog)
-        index = ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(), {})
-        retriever = MAKERetriever(model, index)
+        retriever = exact_retriever(load_model(run)[0], data.catalog)
     return evaluate_retriever(retriever, data.judgements[split], data.catalog, split)
 
 
@@ -76,6 +82,7 @@ def run_demo(
     config_path: Path | None,
     console: Console,
     show: Callable[[list[EvaluationResult]], None],
+    skip_bad_rows: bool = False,
 ) -> list[EvaluationResult]:
     """Train on the demo catalog, build ``out/index``, compare MAKE with BM25 on test, save results."""
     data_dir = data_dir or DEMO_DATA
@@ -84,18 +91,17 @@ def run_demo(
     started = time.time()
     config = Config.load(config_path or DEMO_CONFIG)
     console.rule("1/3 train")
-    train(config, data_dir, out)
+    train(config, data_dir, out, skip_bad_rows=skip_bad_rows)
     console.rule("2/3 embed and index")
-    index = build_index(out, data_dir)
+    index = build_index(out, data_dir, skip_bad_rows=skip_bad_rows)
     index.save(out / "index")
     console.print(f"indexed {index.manifest['count']} products -> {out / 'index'}")
     console.rule("3/3 evaluate on the test split")
-    data = load_data_dir(data_dir, splits=("test",))
-    model, _, _ = load_model(out)
+    data = load_data_dir(data_dir, splits=("test",), skip_bad_rows=skip_bad_rows)
     judged = data.judgements["test"]
     results = [
         evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog),
-        evaluate_retriever(MAKERetriever(model, index), judged, data.catalog),
+        evaluate_retriever(open_index(out / "index", out), judged, data.catalog),
     ]
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     show(results)

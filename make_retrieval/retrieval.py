@@ -11,22 +11,27 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import bm25s
+import numpy as np
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.embed import embed_queries
-from make_retrieval.index.faiss_index import ProductIndex
+from make_retrieval.embed import embed_products, embed_queries
+from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
 from make_retrieval.model.keywords import tokenize
 from make_retrieval.model.make import MAKEModel
 
 
 @dataclass
 class Hit:
+    """One retrieved product."""
+
     position: int  # row in the catalog / index
     product_id: str
     score: float
 
 
 class Retriever(Protocol):
+    """Anything that ranks catalog products for query strings."""
+
     name: str
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]: ...
@@ -41,13 +46,19 @@ class MAKERetriever:
         self.model, self.index = model, index
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        vectors, _ = embed_queries(self.model, queries)
+        """Top-k hits per query."""
+        return self.search_with_weights(queries, k)[0]
+
+    def search_with_weights(self, queries: Sequence[str], k: int) -> tuple[list[list[Hit]], np.ndarray]:
+        """Top-k hits per query and each query's modality weights a(q), shape (Q, M)."""
+        vectors, query_weights = embed_queries(self.model, queries)
         scores, positions = self.index.search(vectors, k)
         ids = self.index.product_ids
-        return [
+        hits = [
             [Hit(int(p), ids[p], float(s)) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
             for row_s, row_p in zip(scores, positions, strict=True)
         ]
+        return hits, query_weights
 
 
 class BM25Retriever:
@@ -84,3 +95,10 @@ def rank_scores(hits: list[Hit]) -> dict[str, float]:
     """ranx wants {product_id: score}; equal scores are broken by rank so the order survives."""
     count = len(hits)
     return {h.product_id: float(count - r) for r, h in enumerate(hits)}
+
+
+def exact_retriever(model: MAKEModel, catalog: Catalog) -> MAKERetriever:
+    """Embed the whole catalog into an exact in-memory index (evaluation searches everything)."""
+    vectors, weights = embed_products(model, catalog, progress=False)
+    index = ProductIndex.build(catalog, vectors, weights, model.modalities, IndexConfig(), {})
+    return MAKERetriever(model, index)

@@ -170,3 +170,30 @@ def test_valid_and_test_are_optional(data_dir: Path) -> None:
     loaded = load_data_dir(data_dir)
     assert "valid" not in loaded.judgements and "test" in loaded.judgements
     assert loaded.report.text_only["missing"] == 32
+
+
+def test_csv_with_byte_order_mark(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "d", ".csv")
+    path = data / "products.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_data_dir(data).catalog) == 32
+
+
+def test_integral_float_ids_match_integer_ids(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "d", ".jsonl")
+    # a float column, as pandas writes integer ids once a value is missing
+    _rewrite(
+        data, "products", [{"product_id": 123.0, "title": "red shirt"}, {"product_id": 7, "title": "tee"}], ".jsonl"
+    )
+    _rewrite(data, "train", [{"query": "shirt", "product_id": "123"}, {"query": "tee", "product_id": 7.0}], ".jsonl")
+    loaded = load_data_dir(data, ("train",))
+    assert loaded.catalog.product_ids == ["123", "7"]
+    assert loaded.train is not None and loaded.train.products == [0, 1]
+
+
+def test_duplicate_judgement(data_dir: Path) -> None:
+    rows = _rows(data_dir / "test.parquet")
+    rows.append({**rows[0], "relevance": 1})
+    _rewrite(data_dir, "test", rows)
+    with pytest.raises(DataError, match=rf"test\.parquet, row {len(rows)}, field 'product_id': .* already \(row 1\)"):
+        load_data_dir(data_dir)

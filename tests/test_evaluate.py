@@ -28,7 +28,7 @@ class Fixed:
 
 def test_metrics_by_hand() -> None:
     catalog = Catalog(["a", "b", "c", "d"], ["t"] * 4, [None] * 4, ["shoes", "shoes", "bags", "bags"], [{}] * 4)
-    judged = {"q1": {"a": 2, "b": 1}, "q2": {"d": 1}}
+    judged = {"q2": {"d": 1}, "q1": {"a": 2, "b": 1}}  # not in sorted order: per-query rows must still match
     result = evaluate_retriever(Fixed({"q1": ["c", "a", "b"]}), judged, catalog)
     ndcg_q1 = (2 / math.log2(3) + 1 / math.log2(4)) / (2 + 1 / math.log2(3))
     assert result.metrics["recall@10"] == pytest.approx(0.5)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.index.faiss_index import IndexConfig, IndexFileError, ProductIndex
 
 
 def _catalog(n: int) -> Catalog:
-    return Catalog([f"id{i}" for i in range(n)], [f"title {i}" for i in range(n)], [None] * n, ["c"] * n, [{}] * n)
+    metadata = [{"colour": "red", "rank": i} for i in range(n)]
+    return Catalog([f"id{i}" for i in range(n)], [f"title {i}" for i in range(n)], [None] * n, ["c"] * n, metadata)
 
 
 def _vectors(n: int, dim: int = 32) -> np.ndarray:
@@ -38,6 +39,7 @@ def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
     assert loaded.manifest["model"] == {"run": "x"}
     assert loaded.product_ids[positions[0, 0]] == f"id{positions[0, 0]}"
     np.testing.assert_allclose(loaded.weights, weights)
+    assert loaded.metadata[7] == {"colour": "red", "rank": 7}
 
 
 @pytest.mark.parametrize(("kind", "minimum"), [("hnsw", 0.95), ("ivfpq", 0.3)])
@@ -60,12 +62,21 @@ def test_tampered_embeddings_are_refused(tmp_path: Path) -> None:
     index = ProductIndex.build(_catalog(5), _vectors(5), np.ones((5, 1)), ("title",), IndexConfig(), {})
     index.save(tmp_path)
     np.save(tmp_path / "embeddings.npy", _vectors(5) + 1)
-    with pytest.raises(ValueError, match="does not match the checksum"):
+    with pytest.raises(IndexFileError, match=r"embeddings\.npy does not match the checksum"):
+        ProductIndex.load(tmp_path)
+    index.save(tmp_path)
+    (tmp_path / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match=r"index\.faiss does not match the checksum"):
         ProductIndex.load(tmp_path)
 
 
+def test_ivfpq_refuses_a_catalog_too_small_to_train() -> None:
+    with pytest.raises(IndexFileError, match="ivfpq needs at least 624 products"):
+        ProductIndex.build(_catalog(200), _vectors(200), np.ones((200, 1)), ("title",), IndexConfig(kind="ivfpq"), {})
+
+
 def test_unknown_kind_and_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown index kind 'annoy'"):
+    with pytest.raises(IndexFileError, match="unknown index kind 'annoy'"):
         ProductIndex.build(_catalog(5), _vectors(5), np.ones((5, 1)), ("title",), IndexConfig(kind="annoy"), {})
     with pytest.raises(FileNotFoundError, match="not an index folder"):
         ProductIndex.load(tmp_path)

@@ -64,6 +64,23 @@ def test_no_fusion_drops_the_fused_modality(tiny_bert: Path) -> None:
     assert out.vectors.shape == (2, 2 * model.config.embed_dim) and model.dim == 16
 
 
+def test_a_product_without_image_ignores_its_pixels(tiny_bert: Path) -> None:
+    model = _model(tiny_bert)
+    no_image = torch.tensor([False, True])
+    with torch.no_grad():
+        a = model.encode_products(TITLES[:2], torch.zeros(2, 3, 16, 16), no_image)
+        b = model.encode_products(TITLES[:2], torch.rand(2, 3, 16, 16), no_image)
+    torch.testing.assert_close(a.vectors[0], b.vectors[0])
+    torch.testing.assert_close(a.weights[0], b.weights[0])
+    assert not torch.allclose(a.vectors[1], b.vectors[1])
+
+
+def test_product_only_modal_adaptation(tiny_bert: Path) -> None:
+    model = _model(tiny_bert, query_adaptation=False)
+    assert model.query_adaptation.mlp is None and model.product_adaptation.mlp is not None
+    torch.testing.assert_close(model.encode_queries(["red shirt"]).weights, torch.full((1, 3), 1 / 3))
+
+
 def test_fusion_looks_at_the_image(tiny_bert: Path) -> None:
     model = _model(tiny_bert)
     titles = TITLES[:2]
@@ -91,6 +108,11 @@ def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir:
     assert enhanced.targets.positives[0, 2] == 1, "same query: a positive with KE"
     assert enhanced.targets.positives[1, 4] == 0  # 'shirt' vs 'red heels' share nothing
     assert enhanced.targets.positives[0, 1] == 1  # same product
+    assert enhanced.targets.positives[0, 3] == pytest.approx(0.5)  # 'red shirt' vs 'shirt': Jaccard 1/2
+    assert plain.targets.positives[0, 3] == 0
+    # 'shirt' (item 1) is covered by the keywords of p001 (item 2): never its negative with KE
+    assert enhanced.targets.excluded[1, 2] and not plain.targets.excluded[1, 2]
+    assert enhanced.targets.weights.tolist() == [1.0] * 8
     assert plain.keywords == [] and enhanced.keywords[0].split() == ["brand0", "red", "shirt", "classic"]
 
     torch.manual_seed(0)

@@ -103,7 +103,41 @@ def test_cli_usage_errors(data_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not an index folder" in result.output
 
 
-def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
+def test_config_rejects_unknown_keys_wrong_types_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model:\n  fusoin: true\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['fusoin'\]"):
         Config.load(tmp_path / "bad.yaml")
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: '3'\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:train:epochs: expected int, got '3'"):
+        Config.load(tmp_path / "bad.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.load(tmp_path / "bad.yaml")
+
+
+def test_nested_config_keys_keep_their_section_defaults(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model:\n  title_encoder: {freeze_layers: 4}\ntrain: {lr: 1}\n")
+    config = Config.load(tmp_path / "c.yaml")
+    assert config.model.title_encoder.freeze_layers == 4
+    assert config.model.title_encoder.max_length == Config().model.title_encoder.max_length == 48
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+
+
+def test_training_without_valid_keeps_last_checkpoint_only(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config, data_dir, run, progress=False)
+    assert (run / "best.pt").is_file()
+    (data_dir / "valid.parquet").unlink()
+    result = train(tiny_config, data_dir, run, progress=False)
+    assert result.best_ndcg is None and (run / "last.pt").is_file()
+    assert not (run / "best.pt").exists(), "a stale best.pt from an earlier run would be used by embed"
+
+
+def test_index_refuses_a_run_retrained_after_embedding(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    run, index = tmp_path / "run", tmp_path / "index"
+    train(tiny_config, data_dir, run, progress=False)
+    assert runner.invoke(app, ["embed", "--run", str(run), "--data", str(data_dir), "--out", str(index)]).exit_code == 0
+    tiny_config.train.seed = 7
+    train(tiny_config, data_dir, run, progress=False)
+    result = runner.invoke(app, ["search", "--index", str(index), "red"])
+    assert result.exit_code == 2 and "was built by another checkpoint" in result.output

@@ -18,9 +18,14 @@ from make_retrieval.data.pairs import Clicks
 from make_retrieval.losses import Targets
 from make_retrieval.model.keywords import KeywordExtractor, tokenize
 
+#: (query, product position, click weight, pixels)
+Item = tuple[str, int, float, torch.Tensor]
+
 
 @dataclass
 class Batch:
+    """A collated training batch; ``keywords`` is empty without Keyword Enhancement."""
+
     queries: list[str]
     titles: list[str]
     keywords: list[str]
@@ -43,44 +48,52 @@ class ClickDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clicks)
 
-    def __getitem__(self, i: int) -> tuple[str, int, torch.Tensor]:
+    def __getitem__(self, i: int) -> Item:
         product = self.clicks.products[i]
-        return self.clicks.queries[i], product, load_pixels(self.catalog, product, self.image_size)
+        pixels = load_pixels(self.catalog, product, self.image_size)
+        return self.clicks.queries[i], product, self.clicks.weights[i], pixels
 
 
 class BatchBuilder:
     """``collate_fn``: stacks items and computes the positive / excluded masks."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        keywords: KeywordExtractor | None,
-        similar_threshold: float,
-    ):
+    def __init__(self, catalog: Catalog, keywords: KeywordExtractor | None, similar_threshold: float):
         self.catalog, self.keywords, self.similar_threshold = catalog, keywords, similar_threshold
 
-    def __call__(self, items: list[tuple[str, int, torch.Tensor]]) -> Batch:
-        queries = [q for q, _, _ in items]
-        products = torch.tensor([p for _, p, _ in items])
-        pixels = torch.stack([x for _, _, x in items])
-        has_image = torch.tensor([self.catalog.images[p] is not None for _, p, _ in items])
-        same_product = (products.unsqueeze(0) == products.unsqueeze(1)).float()
-        same_query = torch.tensor([[a == b for b in queries] for a in queries])
+    def __call__(self, items: list[Item]) -> Batch:
+        queries = [q for q, _, _, _ in items]
+        products = [p for _, p, _, _ in items]
+        ids = torch.tensor(products)
+        same_product = (ids.unsqueeze(0) == ids.unsqueeze(1)).float()
+        # queries that differ only in case or punctuation are the same query
+        terms = [tokenize(q) for q in queries]
+        same_query = torch.tensor([[a == b for b in terms] for a in terms])
+        has_image = torch.tensor([self.catalog.images[p] is not None for p in products])
+        keyword_texts: list[str] = []
+        same_keywords = torch.zeros_like(same_query)
         if self.keywords is None:
             positives, excluded = same_product, same_query
         else:
-            positives, excluded = self._keyword_masks(queries, products.tolist(), same_product, same_query)
-        keyword_texts = [] if self.keywords is None else [self.keywords.text(p) for p in products.tolist()]
-        titles = [self.catalog.titles[p] for p in products.tolist()]
-        targets = Targets(positives, excluded, same_product, has_image)
-        return Batch(queries, titles, keyword_texts, pixels, targets)
+            positives, excluded = self._keyword_masks([set(t) for t in terms], products, same_product)
+            keyword_texts = [self.keywords.text(p) for p in products]
+            same_keywords = torch.tensor([[a == b for b in keyword_texts] for a in keyword_texts])
+        targets = Targets(
+            positives=positives,
+            excluded=excluded,
+            same_product=same_product,
+            same_keywords=same_keywords,
+            has_image=has_image,
+            weights=torch.tensor([w for _, _, w, _ in items], dtype=torch.float32),
+        )
+        titles = [self.catalog.titles[p] for p in products]
+        return Batch(queries, titles, keyword_texts, torch.stack([x for _, _, _, x in items]), targets)
 
     def _keyword_masks(
-        self, queries: list[str], products: list[int], same_product: torch.Tensor, same_query: torch.Tensor
+        self, terms: list[set[str]], products: list[int], same_product: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """KE part 3: weighted positives between similar queries, and keyword-covered non-negatives."""
         assert self.keywords is not None
-        terms = [set(tokenize(q)) for q in queries]
-        size = len(queries)
+        size = len(terms)
         similar = torch.zeros(size, size)
         covered = torch.zeros(size, size, dtype=torch.bool)
         for i in range(size):
@@ -90,5 +103,4 @@ class BatchBuilder:
                 if overlap >= self.similar_threshold:
                     similar[i, j] = overlap
                 covered[i, j] = self.keywords.covers(products[j], terms[i])
-        positives = torch.maximum(same_product, torch.maximum(same_query.float(), similar))
-        return positives, covered
+        return torch.maximum(same_product, similar), covered

@@ -39,6 +39,7 @@ class Catalog:
 
     @property
     def has_image(self) -> np.ndarray:
+        """Boolean mask of the products that have a usable image."""
         return np.array([p is not None for p in self.images], dtype=bool)
 
 
@@ -94,7 +95,7 @@ def image_problem(path: Path) -> str | None:
     try:
         with Image.open(path) as img:
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return "corrupt"
     return None
 

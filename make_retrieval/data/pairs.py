@@ -49,12 +49,17 @@ def load_clicks(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows:
 def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Judgements:
     """Read ``valid.*``/``test.*``: columns query, product_id, integer relevance >= 1."""
 
+    first_row: dict[tuple[str, int], int] = {}
+
     def parse(number: int, row: dict[str, Any]) -> tuple[str, int, int]:
-        return (
-            text_field(path, number, row, "query"),
-            _known_product(path, number, row, catalog),
-            _relevance(path, number, row),
-        )
+        query = text_field(path, number, row, "query")
+        product = _known_product(path, number, row, catalog)
+        if (query, product) in first_row:
+            message = f"query '{query}' judges this product already (row {first_row[query, product]})"
+            raise DataError(path, message, number, "product_id")
+        relevance = _relevance(path, number, row)
+        first_row[query, product] = number
+        return query, product, relevance
 
     judged: Judgements = {}
     for query, product, relevance in parse_rows(

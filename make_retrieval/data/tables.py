@@ -64,6 +64,7 @@ class LoadReport:
             tqdm.write(f"data: {line}", file=sys.stderr)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, saved as ``data_report.json`` in a run."""
         return {
             "skipped_rows": dict(self.skipped_rows),
             "examples": self.examples,
@@ -105,7 +106,9 @@ def read_rows(path: Path, required_columns: tuple[str, ...]) -> Iterator[tuple[i
     yield first
     try:
         yield from rows
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except DataError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
         raise DataError(path, f"cannot read file: {exc}") from exc
 
 
@@ -158,7 +161,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         for number, row in enumerate(reader, start=1):
             if None in row:
@@ -167,9 +171,11 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def text_field(path: Path, row_number: int, row: dict[str, Any], name: str) -> str:
-    """A required non-empty string field; numbers are accepted and turned into text."""
+    """A required non-empty string field; integers (also 123.0 from a float column) become text."""
     value = row.get(name)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise DataError(path, f"must be a non-empty string, got {value!r}", row=row_number, field=name)

@@ -7,7 +7,6 @@ because evaluation must search the whole catalog exactly; HNSW and IVF-PQ are th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,8 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from make_retrieval.data.catalog import Catalog
+from make_retrieval.files import file_sha256
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+#: Files of an index folder whose sha256 the manifest records and ``load`` verifies.
+CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
+#: IVF-PQ trains 2^bits centroids per sub-quantiser on >= 39 points each; below 16 it is pointless.
+MIN_PQ_CENTROIDS = 16
+
+
+class IndexFileError(ValueError):
+    """An index folder that is incomplete, altered, or cannot be built as asked."""
 
 
 @dataclass
@@ -49,28 +57,34 @@ def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
         index.hnsw.efConstruction = config.hnsw_ef_construction
         index.hnsw.efSearch = config.hnsw_ef_search
     elif config.kind == "ivfpq":
+        if count < 39 * MIN_PQ_CENTROIDS:
+            raise IndexFileError(
+                f"ivfpq needs at least {39 * MIN_PQ_CENTROIDS} products to train (got {count}); use flat or hnsw"
+            )
         lists = config.ivf_lists or max(1, min(int(4 * count**0.5), count // 39))
         pq_m = config.pq_m or max(m for m in range(1, dim // 4 + 1) if dim % m == 0)
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        bits = min(8, int(np.log2(count // 39)))  # 8 bits (256 centroids) once there are enough points
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, pq_m, bits, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = config.ivf_nprobe
     else:
-        raise ValueError(f"unknown index kind '{config.kind}'; choose one of {INDEX_KINDS}")
+        raise IndexFileError(f"unknown index kind '{config.kind}'; choose one of {INDEX_KINDS}")
     index.add(vectors)
     return index
 
 
 @dataclass
 class ProductIndex:
-    """Vectors of a catalog, searchable, with what search prints for each hit."""
+    """Vectors of a catalog, searchable, with what search returns for each hit."""
 
     index: faiss.Index
     vectors: np.ndarray
     product_ids: list[str]
     titles: list[str]
-    weights: np.ndarray  # (N, M)
+    weights: np.ndarray  # (N, M): the product's modality weights b(p)
     modalities: tuple[str, ...]
-    categories: list[str | None] = field(default_factory=list)
+    categories: list[str | None]
+    metadata: list[dict[str, Any]]  # the catalog's extra columns, returned by search
     manifest: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +97,7 @@ class ProductIndex:
         config: IndexConfig,
         model_info: dict[str, Any],
     ) -> ProductIndex:
+        """Index ``vectors`` (one row per catalog product, in catalog order)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         manifest = {
             "model": model_info,
@@ -90,7 +105,6 @@ class ProductIndex:
             "count": int(vectors.shape[0]),
             "modalities": list(modalities),
             "index": asdict(config),
-            "checksum": {"embeddings.npy": _sha256(vectors)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         return cls(
@@ -101,6 +115,7 @@ class ProductIndex:
             weights,
             modalities,
             list(catalog.categories),
+            list(catalog.metadata),
             manifest,
         )
 
@@ -110,6 +125,7 @@ class ProductIndex:
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     def save(self, folder: Path) -> None:
+        """Write the folder; the manifest records the sha256 of every file it depends on."""
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / "index.faiss"))
         np.save(folder / "embeddings.npy", self.vectors)
@@ -117,30 +133,38 @@ class ProductIndex:
             "product_id": self.product_ids,
             "title": self.titles,
             "category": self.categories,
+            "metadata": [json.dumps(m, default=str, ensure_ascii=False) for m in self.metadata],
         }
         for i, name in enumerate(self.modalities):
             columns[f"weight_{name}"] = self.weights[:, i].astype(np.float32)
         pq.write_table(pa.table(columns), folder / "products.parquet")
+        self.manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
         (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
-        """Load and verify the embeddings against the manifest's checksum."""
+        """Load an index folder after checking every file against the manifest's sha256."""
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{folder} is not an index folder (no manifest.json); run 'embed' first")
         manifest = json.loads(manifest_path.read_text())
-        vectors = np.load(folder / "embeddings.npy")
-        if _sha256(vectors) != manifest["checksum"]["embeddings.npy"]:
-            raise ValueError(f"{folder / 'embeddings.npy'} does not match the checksum in manifest.json")
+        for name in CHECKED_FILES:
+            path = folder / name
+            if not path.is_file():
+                raise IndexFileError(f"{path} is missing; rebuild the index with 'embed'")
+            if file_sha256(path) != manifest["checksum"][name]:
+                raise IndexFileError(f"{path} does not match the checksum in manifest.json; rebuild with 'embed'")
         table = pq.read_table(folder / "products.parquet").to_pydict()
         modalities = tuple(manifest["modalities"])
         weights = np.stack([np.asarray(table[f"weight_{m}"]) for m in modalities], axis=1)
-        index = faiss.read_index(str(folder / "index.faiss"))
         return cls(
-            index, vectors, table["product_id"], table["title"], weights, modalities, table["category"], manifest
+            faiss.read_index(str(folder / "index.faiss")),
+            np.load(folder / "embeddings.npy"),
+            table["product_id"],
+            table["title"],
+            weights,
+            modalities,
+            table["category"],
+            [json.loads(m) for m in table["metadata"]],
+            manifest,
         )
-
-
-def _sha256(vectors: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(vectors).tobytes()).hexdigest()

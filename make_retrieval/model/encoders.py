@@ -23,6 +23,8 @@ hf_logging.disable_progress_bar()
 
 @dataclass
 class EncodedText:
+    """A text tower's output for a batch of strings."""
+
     pooled: torch.Tensor  # (B, H)
     tokens: torch.Tensor  # (B, T, H)
     mask: torch.Tensor  # (B, T) bool, True = real token
@@ -62,9 +64,11 @@ class TextEncoder(nn.Module):
 
     @property
     def hidden_size(self) -> int:
+        """Width of the token states and of the pooled feature."""
         return self.model.config.hidden_size
 
     def forward(self, texts: list[str]) -> EncodedText:
+        """Tokenize (truncating to ``max_length``) and encode; pooled = mean over real tokens."""
         device = next(self.model.parameters()).device
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
@@ -89,6 +93,8 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 @dataclass
 class EncodedImage:
+    """An image tower's output for a batch of images."""
+
     pooled: torch.Tensor  # (B, H)
     patches: torch.Tensor  # (B, P, H)
 
@@ -113,7 +119,11 @@ class ImageEncoder(nn.Module):
             self.hidden_size = config.hidden_size
         elif kind == "hf":
             self.backbone = AutoModel.from_pretrained(name)
-            self.hidden_size = _hf_vision_width(AutoConfig.from_pretrained(name))
+            vision = AutoConfig.from_pretrained(name)
+            vision = getattr(vision, "vision_config", vision)
+            self.hidden_size = _hf_vision_width(vision)
+            # a pretrained ViT fixes its input size (position embeddings): feed it what it was trained on
+            self.image_size = getattr(vision, "image_size", config.image_size)
         elif kind == "timm":
             timm = importlib.import_module("timm")  # optional: needs a torchvision matching torch
             self.backbone = timm.create_model(name, pretrained=False, num_classes=0)
@@ -124,6 +134,7 @@ class ImageEncoder(nn.Module):
             load_weights(self.backbone, Path(config.weights))
 
     def forward(self, pixels: torch.Tensor) -> EncodedImage:
+        """pixels (B, 3, S, S) -> pooled (B, H) and patch tokens (B, P, H)."""
         if hasattr(self.backbone, "forward_features"):
             features = self.backbone.forward_features(pixels)  # timm
         else:
@@ -134,13 +145,13 @@ class ImageEncoder(nn.Module):
         return EncodedImage(features.mean(1), features)
 
 
-def _hf_vision_width(config: object) -> int:
-    vision = getattr(config, "vision_config", config)
+def _hf_vision_width(vision: object) -> int:
+    """Feature width of a transformers vision config (ViT-like or CNN-like)."""
     for attr in ("hidden_size", "hidden_sizes"):
         value = getattr(vision, attr, None)
         if value is not None:
             return value[-1] if isinstance(value, list) else value
-    raise ValueError(f"cannot tell the feature width of {type(config).__name__}")
+    raise ValueError(f"cannot tell the feature width of {type(vision).__name__}")
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

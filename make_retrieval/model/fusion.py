@@ -16,7 +16,8 @@ class FusionEncoder(nn.Module):
 
     def __init__(self, text_dim: int, image_dim: int, layers: int, heads: int | None = None):
         super().__init__()
-        heads = heads or max(1, text_dim // 64)
+        # default: the most heads of >= 64 dimensions that divide the width (MiniLM's 384 -> 6)
+        heads = heads or max(h for h in range(1, max(1, text_dim // 64) + 1) if text_dim % h == 0)
         self.image_proj = nn.Linear(image_dim, text_dim)
         self.no_image = nn.Parameter(torch.zeros(1, 1, text_dim))
         block = nn.TransformerDecoderLayer(

@@ -63,4 +63,5 @@ class KeywordExtractor:
         return bool(query_terms) and query_terms.issubset(self.keywords[product])
 
     def save(self, path: Path, product_ids: Sequence[str]) -> None:
+        """Write {product_id: [keywords]} as JSON, for inspection."""
         path.write_text(json.dumps(dict(zip(product_ids, self.keywords, strict=True)), ensure_ascii=False))

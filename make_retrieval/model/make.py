@@ -62,7 +62,9 @@ class MAKEModel(nn.Module):
                 proj.load_state_dict(self.product_proj["title"].state_dict())
         enabled, hidden = config.modal_adaptation, config.adaptation_hidden
         self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled)
-        self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, enabled)
+        # "product-only MA" (METHOD.md ablation): b(p) learned, a(q) uniform
+        query_enabled = enabled and config.query_adaptation
+        self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled)
         start = math.log(1.0 / init_temperature)
         self.logit_scales = nn.ParameterDict({o: nn.Parameter(torch.tensor(start)) for o in OBJECTIVES})
 
@@ -76,6 +78,7 @@ class MAKEModel(nn.Module):
         return self.logit_scales[objective].clamp(max=math.log(100.0)).exp()
 
     def encode_queries(self, queries: list[str]) -> Embedded:
+        """Index-side query vectors [a_m(q) q_m]_m; only the query tower runs."""
         pooled = self.query_encoder(queries).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
         return _combine(parts, self.query_adaptation(pooled), self.modalities)
@@ -91,7 +94,9 @@ class MAKEModel(nn.Module):
         parts = {m: F.normalize(self.product_proj[m](features[m]), dim=-1) for m in self.modalities}
         available = torch.ones(len(titles), len(self.modalities), dtype=torch.bool, device=pixels.device)
         available[:, self.modalities.index("image")] = has_image
-        weights = self.product_adaptation(torch.cat([parts[m] for m in self.modalities], -1), available)
+        # the MA MLP must not read the image part of a product that has none (it is the image of zeros)
+        seen = {m: parts[m] * has_image.unsqueeze(1) if m == "image" else parts[m] for m in self.modalities}
+        weights = self.product_adaptation(torch.cat([seen[m] for m in self.modalities], -1), available)
         return _combine(parts, weights, self.modalities)
 
 

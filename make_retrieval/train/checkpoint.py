@@ -25,6 +25,16 @@ def save_checkpoint(path: Path, model: MAKEModel, info: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit its run's config, or an index built from another checkpoint."""
+
+
+def clear_checkpoints(run_dir: Path) -> None:
+    """Remove checkpoints of an earlier run in the same folder, so none outlives its training."""
+    for name in CHECKPOINTS:
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def load_model(run_dir: Path | str) -> tuple[MAKEModel, Config, Path]:
     """Rebuild the trained model of a run (best checkpoint, else last)."""
     run_dir = Path(run_dir)
@@ -40,6 +50,9 @@ def load_model(run_dir: Path | str) -> tuple[MAKEModel, Config, Path]:
         raise FileNotFoundError(f"no checkpoint ({' or '.join(CHECKPOINTS)}) in {run_dir}")
     model = MAKEModel(config.model, config.loss.init_temperature)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit {config_path}: {str(error).splitlines()[0]}") from error
     model.eval()
     return model, config, path

@@ -19,18 +19,18 @@ from transformers import get_cosine_schedule_with_warmup
 from make_retrieval.config import Config
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
 from make_retrieval.data.pairs import DataDir, load_data_dir
-from make_retrieval.embed import embed_products
 from make_retrieval.evaluate import evaluate_retriever
-from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import OBJECTIVES, MAKEModel
-from make_retrieval.retrieval import MAKERetriever
-from make_retrieval.train.checkpoint import save_checkpoint
+from make_retrieval.retrieval import exact_retriever
+from make_retrieval.train.checkpoint import clear_checkpoints, save_checkpoint
 
 
 @dataclass
 class TrainResult:
+    """Where a training run went and how it ended."""
+
     run_dir: Path
     steps: int
     best_ndcg: float | None
@@ -73,9 +73,7 @@ def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, flo
     judged = data.judgements["valid"]
     if max_queries:
         judged = {q: judged[q] for q in sorted(judged)[:max_queries]}
-    vectors, weights = embed_products(model, data.catalog, progress=False)
-    index = ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(), {})
-    result = evaluate_retriever(MAKERetriever(model, index), judged, data.catalog, "valid")
+    result = evaluate_retriever(exact_retriever(model, data.catalog), judged, data.catalog, "valid")
     model.train()
     return result.metrics
 
@@ -87,6 +85,7 @@ def train(
     started = time.time()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    clear_checkpoints(run_dir)
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     assert data.train is not None
@@ -105,7 +104,7 @@ def train(
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
     loader = DataLoader(
-        ClickDataset(data.train, data.catalog, config.model.image_encoder.image_size),
+        ClickDataset(data.train, data.catalog, model.image_encoder.image_size),
         batch_size=config.train.batch_size,
         shuffle=True,
         drop_last=len(data.train) > config.train.batch_size,
