@@ -62,12 +62,18 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Variant: make, make-no-ma, make-no-ke, text-dual, clip, fusion.")
+    ] = None,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
-    """Pre-train the MAKE model on click triples (query, title, image)."""
+    """Pre-train the MAKE model (or a baseline variant) on click triples (query, title, image)."""
+    from make_retrieval.model.baselines import with_variant
     from make_retrieval.train.loop import train as run_training
 
     cfg = Config.load(config)
+    if model is not None:
+        cfg = with_variant(cfg, model)
     if epochs is not None:
         cfg.train.epochs = epochs
     if max_steps is not None:
@@ -145,6 +151,47 @@ def search(
 
 @app.command()
 @_fail_on_data_errors
+def explain(
+    index: Annotated[Path, typer.Option(help="Index directory made by 'embed'.")],
+    product: Annotated[str | None, typer.Option(help="A product id; without it, the per-category table.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Show Modal Adaptation weights: one product's, or the mean per category."""
+    from make_retrieval.index.faiss_index import ProductIndex
+
+    products = ProductIndex.load(index)
+    if product is not None:
+        if product not in products.product_ids:
+            raise IndexFileError(f"product '{product}' is not in {index}")
+        row = products.product_ids.index(product)
+        found = {
+            "product_id": product,
+            "title": products.titles[row],
+            "category": products.categories[row],
+            "weights": dict(zip(products.modalities, products.weights[row].tolist(), strict=True)),
+            "metadata": products.metadata[row],
+        }
+        if as_json:
+            print(json.dumps(found, ensure_ascii=False))
+            return
+        console.print(f"{product}: {found['title']} ({found['category']})", highlight=False)
+        for modality, weight in found["weights"].items():
+            console.print(f"  {modality:6s} {weight:.3f} {'#' * round(weight * 40)}", highlight=False)
+        return
+    table_data = products.weights_by_category()
+    if as_json:
+        print(json.dumps(table_data))
+        return
+    table = Table(title="mean modality weights per category (most image-led first)")
+    for column in ("category", "products", *products.modalities):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for category, row in sorted(table_data.items(), key=lambda kv: (-kv[1].get("image", 0.0), kv[0])):
+        table.add_row(category, str(row["products"]), *(f"{row[m]:.3f}" for m in products.modalities))
+    console.print(table)
+
+
+@app.command()
+@_fail_on_data_errors
 def evaluate(
     data: Annotated[Path, typer.Option(help="Data directory with products and the split's judgements.")],
     run: Annotated[Path | None, typer.Option(help="Run directory made by 'train'.")] = None,
@@ -177,6 +224,30 @@ def print_results(results: list[EvaluationResult]) -> None:
     for result in results:
         table.add_row(result.retriever, *(f"{result.metrics[m]:.4f}" for m in METRICS))
     console.print(table)
+
+
+@app.command()
+@_fail_on_data_errors
+def benchmark(
+    data: Annotated[Path, typer.Option(help="Data directory with products, train, valid and test.")],
+    out: Annotated[Path, typer.Option(help="Folder for the runs and results.md/json.")] = Path("runs/benchmark"),
+    models: Annotated[str, typer.Option(help="Comma-separated: bm25 and model variants.")] = (
+        "bm25,text-dual,clip,fusion,make-no-ma,make-no-ke,make"
+    ),
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (0, 1, ...).")] = 3,
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: the demo config).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps for every run.")] = None,
+) -> None:
+    """Train and evaluate each model over seeds; write one Markdown and JSON table."""
+    from make_retrieval.benchmark import run_benchmark
+    from make_retrieval.pipeline import DEMO_CONFIG
+
+    cfg = Config.load(config or DEMO_CONFIG)
+    if max_steps is not None:
+        cfg.train.max_steps = max_steps
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    run_benchmark(data, out, cfg, names, seeds, log=lambda line: err.print(line, highlight=False))
+    console.print((out / "results.md").read_text(), highlight=False, markup=False)
 
 
 @app.command()

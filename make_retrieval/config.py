@@ -56,8 +56,13 @@ class ModelConfig:
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     #: Dimension of each modality's normalised projection; the index dimension is M times this.
     embed_dim: int = 128
+    #: Product modalities in the index vector: title, image, and fused (title x image).
+    title_modality: bool = True
+    image_modality: bool = True
     fusion: bool = True
     fusion_layers: int = 2
+    #: One text tower for queries and titles (text-dual and CLIP-style baselines) instead of two.
+    share_text_encoder: bool = False
     modal_adaptation: bool = True
     #: With MA on, also learn per-query weights a(q); False is METHOD.md's "product-only MA".
     query_adaptation: bool = True
@@ -97,6 +102,10 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     log_every: int = 10
+    #: Mine hard negatives with the current model before every epoch (one extra negative per query).
+    hard_negatives: bool = False
+    #: Candidates per query: the top-ranked products it never clicked.
+    hard_negative_depth: int = 20
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.
     max_valid_queries: int = 0
 

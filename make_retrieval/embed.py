@@ -48,7 +48,7 @@ def embed_products(
     """Index vectors (N, D) float32 and modality weights (N, M) of every product, in catalog order."""
     model.eval()
     loader = DataLoader(
-        _Products(catalog, model.image_encoder.image_size),
+        _Products(catalog, model.image_size),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,

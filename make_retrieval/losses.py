@@ -45,24 +45,33 @@ def symmetric_info_nce(
     excluded: torch.Tensor | None = None,
     pair_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Average of both retrieval directions (rows->columns and columns->rows) of a square batch
-    whose row i and column i come from pair i, weighted by ``pair_weights``."""
+    """Average of both retrieval directions (rows->columns and columns->rows), weighted by
+    ``pair_weights``: row i and column i come from pair i; extra columns (hard negatives) weigh 1."""
     back = None if excluded is None else excluded.T
+    rows, columns = (_padded(pair_weights, n) for n in logits.shape)
     return 0.5 * (
-        multi_positive_info_nce(logits, positives, excluded, pair_weights)
-        + multi_positive_info_nce(logits.T, positives.T, back, pair_weights)
+        multi_positive_info_nce(logits, positives, excluded, rows)
+        + multi_positive_info_nce(logits.T, positives.T, back, columns)
     )
+
+
+def _padded(weights: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    """Pair weights extended with 1 for the extra (hard-negative) rows or columns."""
+    if weights is None or len(weights) >= size:
+        return weights
+    return torch.cat([weights, weights.new_ones(size - len(weights))])
 
 
 @dataclass
 class Targets:
-    """Who is whose positive in a batch of B (query, product) pairs; built by ``data.batches``."""
+    """Who is whose positive in a batch of B (query, product) pairs whose product side has C >= B
+    columns (the clicked products, then mined hard negatives); built by ``data.batches``."""
 
-    positives: torch.Tensor  # (B, B) float: query i vs product j
-    excluded: torch.Tensor  # (B, B) bool: product j is never a negative of query i
-    same_product: torch.Tensor  # (B, B) float: product i is product j
-    same_keywords: torch.Tensor  # (B, B) bool: products i and j have the same keyword string
-    has_image: torch.Tensor  # (B,) bool
+    positives: torch.Tensor  # (B, C) float: query i vs product column j
+    excluded: torch.Tensor  # (B, C) bool: product j is never a negative of query i
+    same_product: torch.Tensor  # (C, C) float: column i and column j are the same product
+    same_keywords: torch.Tensor  # (B, C) bool: product i and column j have the same keyword string
+    has_image: torch.Tensor  # (C,) bool
     weights: torch.Tensor  # (B,) float: click weight of pair i
 
 
@@ -86,32 +95,28 @@ class MAKELoss(nn.Module):
         cfg = self.config
         pos, exc = targets.positives, targets.excluded
         no_image = ~targets.has_image
-        parts = {
-            "query_product": (cfg.query_product, queries.vectors, products.vectors, pos, exc),
-            "query_title": (cfg.query_title, queries.parts["title"], products.parts["title"], pos, exc),
-            "query_image": (
-                cfg.query_image,
-                queries.parts["image"],
-                products.parts["image"],
-                pos.masked_fill(no_image, 0.0),
-                exc | no_image,
-            ),
-            "title_image": (
-                cfg.title_image,
-                products.parts["title"],
-                products.parts["image"],
-                (targets.same_product * targets.has_image).masked_fill(no_image.unsqueeze(1), 0.0),
-                no_image.unsqueeze(0) | no_image.unsqueeze(1),
-            ),
-        }
+        image_pairs = no_image.unsqueeze(0) | no_image.unsqueeze(1)
+        parts = {"query_product": (cfg.query_product, queries.vectors, products.vectors, pos, exc)}
+        # the per-modality objectives exist only for the modalities this model has
+        if "title" in products.parts:
+            parts["query_title"] = (cfg.query_title, queries.parts["title"], products.parts["title"], pos, exc)
+        if "image" in products.parts:
+            q, p = queries.parts["image"], products.parts["image"]
+            parts["query_image"] = (cfg.query_image, q, p, pos.masked_fill(no_image, 0.0), exc | no_image)
+        if "title" in products.parts and "image" in products.parts:
+            same_seen = targets.same_product.masked_fill(image_pairs, 0.0)
+            title, image = products.parts["title"], products.parts["image"]
+            parts["title_image"] = (cfg.title_image, title, image, same_seen, image_pairs)
         if self.keyword_enhancement:
             if keywords is None:
                 raise ValueError("keyword enhancement is on but the batch has no keyword pseudo-queries")
-            same = targets.same_product
+            size = len(keywords.vectors)
+            same = targets.same_product[:size]
             # two products with the same keyword string are not each other's negatives
             twins = targets.same_keywords & (same <= 0)
             parts["keyword_product"] = (cfg.keyword_product, keywords.vectors, products.vectors, same, twins)
-            parts["query_keyword"] = (cfg.query_keyword, queries.vectors, keywords.vectors, pos, exc)
+            kw_pos, kw_exc = pos[:, :size], exc[:, :size]
+            parts["query_keyword"] = (cfg.query_keyword, queries.vectors, keywords.vectors, kw_pos, kw_exc)
         total = queries.vectors.new_zeros(())
         logged: dict[str, float] = {}
         for name, (weight, left, right, positives, excluded) in parts.items():

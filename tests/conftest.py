@@ -17,7 +17,10 @@ from PIL import Image
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextEncoderConfig
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
+from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.encoders import resolve_text_path
+from make_retrieval.model.keywords import KeywordExtractor
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "black": (10, 10, 10)}
 TYPES = ["shirt", "heels", "watch", "handbag"]
@@ -65,6 +68,27 @@ def make_data_dir(root: Path, ext: str = ".parquet") -> Path:
     write_table(root / f"valid{ext}", valid)
     write_table(root / f"test{ext}", test)
     return root
+
+
+def make_batch(
+    data_dir: Path,
+    keywords: bool,
+    size: int = 8,
+    image_size: int = 16,
+    hard_negatives: dict[str, list[int]] | None = None,
+) -> Batch:
+    """The first ``size`` click pairs of ``data_dir`` collated as in training (with KE masks and
+    mined hard negatives if asked)."""
+    data = load_data_dir(data_dir, ("train",))
+    assert data.train is not None
+    extractor = None
+    if keywords:
+        extractor = KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4)
+    dataset = ClickDataset(data.train, data.catalog, image_size)
+    builder = BatchBuilder(data.catalog, extractor, 0.5)
+    if hard_negatives:
+        builder.set_hard_negatives(hard_negatives, seed=0)
+    return builder([dataset[i] for i in range(size)])
 
 
 @pytest.fixture()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_data_dir, write_table
 
+from conftest import make_data_dir, write_table
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.data.tables import DataError
 

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model_config
 
-from make_retrieval.config import LossConfig
-from make_retrieval.data.batches import BatchBuilder, ClickDataset
-from make_retrieval.data.pairs import load_data_dir
+from conftest import make_batch, tiny_model_config
+from make_retrieval.config import ConfigError, LossConfig
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor, tokenize
 from make_retrieval.model.make import MAKEModel
@@ -91,18 +89,8 @@ def test_fusion_looks_at_the_image(tiny_bert: Path) -> None:
     assert not torch.allclose(a.parts["fused"], b.parts["fused"])
 
 
-def _batch(data_dir: Path, keywords: bool):
-    data = load_data_dir(data_dir, ("train",))
-    assert data.train is not None
-    extractor = (
-        KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4) if keywords else None
-    )
-    dataset = ClickDataset(data.train, data.catalog, 16)
-    return BatchBuilder(data.catalog, extractor, 0.5)([dataset[i] for i in range(8)])
-
-
 def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir: Path) -> None:
-    plain, enhanced = _batch(data_dir, False), _batch(data_dir, True)
+    plain, enhanced = make_batch(data_dir, False), make_batch(data_dir, True)
     # items: ("red shirt", p000), ("shirt", p000), ("red shirt", p001), ("shirt", p001), ...
     assert plain.targets.positives[0, 2] == 0 and plain.targets.excluded[0, 2], "same query: not a negative"
     assert enhanced.targets.positives[0, 2] == 1, "same query: a positive with KE"
@@ -178,7 +166,7 @@ def test_image_backbone_from_a_local_folder_and_weights_file(tmp_path: Path) -> 
     torch.save({"unrelated.weight": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="shares no parameter names"):
         ImageEncoder(ImageEncoderConfig(**{**config.__dict__, "weights": str(tmp_path / "other.pt")}))
-    with pytest.raises(ValueError, match="unknown image backbone 'resnet'"):
+    with pytest.raises(ConfigError, match="unknown image backbone 'resnet'"):
         ImageEncoder(ImageEncoderConfig(backbone="resnet"))
 
 

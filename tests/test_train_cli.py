@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_table
 from typer.testing import CliRunner
 
+from conftest import write_table
 from make_retrieval.cli import app
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.train.loop import train
@@ -73,6 +73,19 @@ def test_cli_train_embed_search_evaluate(tiny_config: Config, data_dir: Path, tm
     result = runner.invoke(app, ["search", "--index", str(index), "red heels", "-k", "3"])
     assert result.exit_code == 0, result.output
     assert result.output.count("Brand") == 3 and "fused" in result.output
+
+    result = runner.invoke(app, ["explain", "--index", str(index), "--product", "p010", "--json"])
+    assert result.exit_code == 0, result.output
+    explained = json.loads(result.stdout)
+    assert explained["title"] == "Brand0 red heels classic" and explained["metadata"] == {"base_colour": "red"}
+    assert sum(explained["weights"].values()) == pytest.approx(1.0)
+    result = runner.invoke(app, ["explain", "--index", str(index), "--json"])
+    by_category = json.loads(result.stdout)
+    assert set(by_category) == {"shirt", "heels", "watch", "handbag"} and by_category["heels"]["products"] == 8
+    result = runner.invoke(app, ["explain", "--index", str(index)])
+    assert result.exit_code == 0 and "handbag" in result.output
+    result = runner.invoke(app, ["explain", "--index", str(index), "--product", "nope"])
+    assert result.exit_code == 2 and "product 'nope' is not in" in result.output
 
     result = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data_dir), "--json"])
     assert result.exit_code == 0, result.output
@@ -141,3 +154,18 @@ def test_index_refuses_a_run_retrained_after_embedding(tiny_config: Config, data
     train(tiny_config, data_dir, run, progress=False)
     result = runner.invoke(app, ["search", "--index", str(index), "red"])
     assert result.exit_code == 2 and "was built by another checkpoint" in result.output
+
+
+def test_cli_trains_a_baseline_variant(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.save(tmp_path / "tiny.yaml")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data_dir), "--out", str(run), "--config", str(tmp_path / "tiny.yaml")]
+    result = runner.invoke(app, [*args, "--model", "text-dual", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    saved = Config.load(run / "config.yaml").model
+    assert saved.share_text_encoder and not saved.image_modality and not saved.keyword_enhancement
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["queries"] == 8
+    result = runner.invoke(app, [*args, "--model", "albef"])
+    assert result.exit_code == 2 and "unknown model 'albef'" in result.output

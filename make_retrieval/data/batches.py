@@ -8,6 +8,7 @@ other's products, and a product whose keywords cover every query term is never a
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,8 @@ Item = tuple[str, int, float, torch.Tensor]
 
 @dataclass
 class Batch:
-    """A collated training batch; ``keywords`` is empty without Keyword Enhancement."""
+    """A collated training batch: B queries (and their keyword strings, empty without Keyword
+    Enhancement) against C >= B product columns (titles, pixels)."""
 
     queries: list[str]
     titles: list[str]
@@ -55,28 +57,42 @@ class ClickDataset(Dataset):
 
 
 class BatchBuilder:
-    """``collate_fn``: stacks items and computes the positive / excluded masks."""
+    """``collate_fn``: stacks items, adds mined hard negatives, computes positive / excluded masks.
+
+    The product side has C = B + H columns: the B clicked products, then H hard negatives (one per
+    query that has mined candidates; H = 0 without hard-negative mining).
+    """
 
     def __init__(self, catalog: Catalog, keywords: KeywordExtractor | None, similar_threshold: float):
         self.catalog, self.keywords, self.similar_threshold = catalog, keywords, similar_threshold
+        self.hard_negatives: dict[str, list[int]] = {}
+        self.rng = random.Random(0)
+
+    def set_hard_negatives(self, candidates: dict[str, list[int]], seed: int) -> None:
+        """Per-query candidate products to draw one hard negative from (see train/hard_negatives.py)."""
+        self.hard_negatives, self.rng = candidates, random.Random(seed)
 
     def __call__(self, items: list[Item]) -> Batch:
         queries = [q for q, _, _, _ in items]
-        products = [p for _, p, _, _ in items]
-        ids = torch.tensor(products)
+        size = len(items)
+        hard = [self.rng.choice(c) for c in (self.hard_negatives.get(q) for q in queries) if c]
+        columns = [p for _, p, _, _ in items] + hard
+        ids = torch.tensor(columns)
         same_product = (ids.unsqueeze(0) == ids.unsqueeze(1)).float()
-        # queries that differ only in case or punctuation are the same query
+        # queries that differ only in case or punctuation are the same query; hard columns have none
         terms = [tokenize(q) for q in queries]
-        same_query = torch.tensor([[a == b for b in terms] for a in terms])
-        has_image = torch.tensor([self.catalog.images[p] is not None for p in products])
+        same_query = torch.zeros(size, len(columns), dtype=torch.bool)
+        same_query[:, :size] = torch.tensor([[a == b for b in terms] for a in terms])
+        has_image = torch.tensor([self.catalog.images[p] is not None for p in columns])
         keyword_texts: list[str] = []
         same_keywords = torch.zeros_like(same_query)
         if self.keywords is None:
-            positives, excluded = same_product, same_query
+            positives, excluded = same_product[:size], same_query
         else:
-            positives, excluded = self._keyword_masks([set(t) for t in terms], products, same_product)
-            keyword_texts = [self.keywords.text(p) for p in products]
-            same_keywords = torch.tensor([[a == b for b in keyword_texts] for a in keyword_texts])
+            positives, excluded = self._keyword_masks([set(t) for t in terms], columns, same_product[:size])
+            keyword_texts = [self.keywords.text(p) for p in columns[:size]]
+            column_texts = [self.keywords.text(p) for p in columns]
+            same_keywords = torch.tensor([[a == b for b in column_texts] for a in keyword_texts])
         targets = Targets(
             positives=positives,
             excluded=excluded,
@@ -85,22 +101,24 @@ class BatchBuilder:
             has_image=has_image,
             weights=torch.tensor([w for _, _, w, _ in items], dtype=torch.float32),
         )
-        titles = [self.catalog.titles[p] for p in products]
-        return Batch(queries, titles, keyword_texts, torch.stack([x for _, _, _, x in items]), targets)
+        pixels = [x for _, _, _, x in items] + [load_pixels(self.catalog, p, items[0][3].shape[-1]) for p in hard]
+        titles = [self.catalog.titles[p] for p in columns]
+        return Batch(queries, titles, keyword_texts, torch.stack(pixels), targets)
 
     def _keyword_masks(
-        self, terms: list[set[str]], products: list[int], same_product: torch.Tensor
+        self, terms: list[set[str]], columns: list[int], same_product: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """KE part 3: weighted positives between similar queries, and keyword-covered non-negatives."""
         assert self.keywords is not None
         size = len(terms)
-        similar = torch.zeros(size, size)
-        covered = torch.zeros(size, size, dtype=torch.bool)
+        similar = torch.zeros(size, len(columns))
+        covered = torch.zeros(size, len(columns), dtype=torch.bool)
         for i in range(size):
-            for j in range(size):
-                union = terms[i] | terms[j]
-                overlap = len(terms[i] & terms[j]) / len(union) if union else 0.0
-                if overlap >= self.similar_threshold:
-                    similar[i, j] = overlap
-                covered[i, j] = self.keywords.covers(products[j], terms[i])
+            for j, product in enumerate(columns):
+                if j < size:
+                    union = terms[i] | terms[j]
+                    overlap = len(terms[i] & terms[j]) / len(union) if union else 0.0
+                    if overlap >= self.similar_threshold:
+                        similar[i, j] = overlap
+                covered[i, j] = self.keywords.covers(product, terms[i])
         return torch.maximum(same_product, similar), covered

@@ -124,6 +124,19 @@ class ProductIndex:
         k = min(k, len(self.product_ids))
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
+    def weights_by_category(self) -> dict[str, dict[str, float]]:
+        """Mean modality weight per category (plus the product count): which categories are found
+        by their picture and which by their words."""
+        table: dict[str, dict[str, float]] = {}
+        categories = np.array([c or "" for c in self.categories])
+        for category in sorted(set(categories) - {""}):
+            rows = self.weights[categories == category]
+            table[category] = {
+                "products": len(rows),
+                **dict(zip(self.modalities, rows.mean(0).tolist(), strict=True)),
+            }
+        return table
+
     def save(self, folder: Path) -> None:
         """Write the folder; the manifest records the sha256 of every file it depends on."""
         folder.mkdir(parents=True, exist_ok=True)

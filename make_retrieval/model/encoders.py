@@ -12,10 +12,18 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, ViTConfig, ViTModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    CLIPTextModel,
+    CLIPVisionModel,
+    ViTConfig,
+    ViTModel,
+)
 from transformers.utils import logging as hf_logging
 
-from make_retrieval.config import BUNDLED_MINILM, ImageEncoderConfig, TextEncoderConfig
+from make_retrieval.config import BUNDLED_MINILM, ConfigError, ImageEncoderConfig, TextEncoderConfig
 
 # Loading local weights needs no per-tensor progress bar; our own bars show the real work.
 hf_logging.disable_progress_bar()
@@ -49,7 +57,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         folder = resolve_text_path(config.path)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder)
+        self.model = _tower(folder, text=True)
         self.max_length = config.max_length
         layers = _encoder_layers(self.model)
         if config.num_layers is not None:
@@ -67,17 +75,31 @@ class TextEncoder(nn.Module):
         """Width of the token states and of the pooled feature."""
         return self.model.config.hidden_size
 
-    def forward(self, texts: list[str]) -> EncodedText:
-        """Tokenize (truncating to ``max_length``) and encode; pooled = mean over real tokens."""
+    def forward(self, texts: list[str], max_length: int | None = None) -> EncodedText:
+        """Tokenize (truncating to ``max_length``, default the config's) and encode; pooled = mean over
+        real tokens. A tower shared by queries and titles is called with each side's own length."""
         device = next(self.model.parameters()).device
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(device)
+        length = max_length or self.max_length
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt").to(device)
         tokens = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].bool()
         weights = mask.unsqueeze(-1).to(tokens.dtype)
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return EncodedText(pooled, tokens, mask)
+
+
+#: Two-tower checkpoints (one folder, a text and a vision model): which class loads each half.
+_DUAL_TOWERS = {"clip": (CLIPTextModel, CLIPVisionModel)}
+
+
+def _tower(folder: Path, text: bool) -> nn.Module:
+    """A model from a local folder; for a dual checkpoint (a CLIPModel folder) only its text or its
+    vision half, so that CLIP can initialise the title tower and the image tower separately."""
+    model_type = AutoConfig.from_pretrained(folder).model_type
+    if model_type in _DUAL_TOWERS:
+        text_class, vision_class = _DUAL_TOWERS[model_type]
+        return (text_class if text else vision_class).from_pretrained(folder)
+    return AutoModel.from_pretrained(folder)
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -118,7 +140,9 @@ class ImageEncoder(nn.Module):
             self.backbone: nn.Module = ViTModel(vit, add_pooling_layer=False)
             self.hidden_size = config.hidden_size
         elif kind == "hf":
-            self.backbone = AutoModel.from_pretrained(name)
+            if not (Path(name) / "config.json").is_file():
+                raise FileNotFoundError(f"image encoder folder '{name}' has no config.json (a local HF model folder)")
+            self.backbone = _tower(Path(name), text=False)
             vision = AutoConfig.from_pretrained(name)
             vision = getattr(vision, "vision_config", vision)
             self.hidden_size = _hf_vision_width(vision)
@@ -129,7 +153,7 @@ class ImageEncoder(nn.Module):
             self.backbone = timm.create_model(name, pretrained=False, num_classes=0)
             self.hidden_size = self.backbone.num_features
         else:
-            raise ValueError(f"unknown image backbone '{config.backbone}' (vit, hf:<folder>, timm:<arch>)")
+            raise ConfigError(f"unknown image backbone '{config.backbone}' (vit, hf:<folder>, timm:<arch>)")
         if config.weights:
             load_weights(self.backbone, Path(config.weights))
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from make_retrieval.config import ModelConfig
+from make_retrieval.config import ConfigError, ModelConfig
 from make_retrieval.model.adaptation import ModalAdaptation
 from make_retrieval.model.encoders import ImageEncoder, TextEncoder
 from make_retrieval.model.fusion import FusionEncoder
@@ -40,22 +40,35 @@ class Embedded:
 
 
 class MAKEModel(nn.Module):
-    """Two-tower retrieval model; ``modalities`` is (title, image[, fused])."""
+    """Two-tower retrieval model over the product modalities chosen by the config.
+
+    The full MAKE model uses (title, image, fused); the switches also build the baselines of
+    ``model/baselines.py`` in the same code path (one shared text tower, fewer modalities).
+    """
 
     def __init__(self, config: ModelConfig, init_temperature: float = 0.05):
         super().__init__()
         self.config = config
+        self.modalities: tuple[str, ...] = tuple(
+            m
+            for m, on in (("title", config.title_modality), ("image", config.image_modality), ("fused", config.fusion))
+            if on
+        )
+        if not config.title_modality and not config.fusion:
+            raise ConfigError("model: a product needs its title or fused modality (image-less products exist)")
         self.query_encoder = TextEncoder(config.query_encoder)
-        self.title_encoder = TextEncoder(config.title_encoder)
-        self.image_encoder = ImageEncoder(config.image_encoder)
-        self.modalities: tuple[str, ...] = ("title", "image", "fused") if config.fusion else ("title", "image")
-        text_dim, image_dim = self.title_encoder.hidden_size, self.image_encoder.hidden_size
+        # a shared tower (text-dual, CLIP-style) is one module under two names; parameters() counts it once
+        self.title_encoder = self.query_encoder if config.share_text_encoder else TextEncoder(config.title_encoder)
+        needs_image = config.image_modality or config.fusion
+        self.image_encoder = ImageEncoder(config.image_encoder) if needs_image else None
+        text_dim = self.title_encoder.hidden_size
+        image_dim = self.image_encoder.hidden_size if self.image_encoder is not None else 0
         dim, count = config.embed_dim, len(self.modalities)
         self.fusion = FusionEncoder(text_dim, image_dim, config.fusion_layers) if config.fusion else None
         widths = {"title": text_dim, "image": image_dim, "fused": text_dim}
         self.product_proj = nn.ModuleDict({m: nn.Linear(widths[m], dim) for m in self.modalities})
         self.query_proj = nn.ModuleDict({m: nn.Linear(self.query_encoder.hidden_size, dim) for m in self.modalities})
-        if self.query_encoder.hidden_size == text_dim:
+        if "title" in self.modalities and self.query_encoder.hidden_size == text_dim:
             # Ours: every query projection starts as a copy of the title projection, so the pretrained
             # query-title similarity of the text encoders survives the random heads at step 0.
             for proj in self.query_proj.values():
@@ -73,27 +86,34 @@ class MAKEModel(nn.Module):
         """Dimension of the index vectors."""
         return self.config.embed_dim * len(self.modalities)
 
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the image tower reads (what data loaders must produce)."""
+        return self.image_encoder.image_size if self.image_encoder is not None else self.config.image_encoder.image_size
+
     def logit_scale(self, objective: str) -> torch.Tensor:
         """exp of the learnable log-scale, capped at 100 as in CLIP."""
         return self.logit_scales[objective].clamp(max=math.log(100.0)).exp()
 
     def encode_queries(self, queries: list[str]) -> Embedded:
         """Index-side query vectors [a_m(q) q_m]_m; only the query tower runs."""
-        pooled = self.query_encoder(queries).pooled
+        pooled = self.query_encoder(queries, self.config.query_encoder.max_length).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
         return _combine(parts, self.query_adaptation(pooled), self.modalities)
 
     def encode_products(self, titles: list[str], pixels: torch.Tensor, has_image: torch.Tensor) -> Embedded:
         """pixels (B,3,S,S); rows with ``has_image`` False are ignored (their image weight is 0)."""
-        text = self.title_encoder(titles)
-        image = self.image_encoder(pixels)
-        features = {"title": text.pooled, "image": image.pooled}
-        if self.fusion is not None:
-            fused = self.fusion(text.tokens, text.mask, image.patches, has_image)
-            features["fused"] = fused
+        text = self.title_encoder(titles, self.config.title_encoder.max_length)
+        features = {"title": text.pooled}
+        if self.image_encoder is not None:
+            image = self.image_encoder(pixels)
+            features["image"] = image.pooled
+            if self.fusion is not None:
+                features["fused"] = self.fusion(text.tokens, text.mask, image.patches, has_image)
         parts = {m: F.normalize(self.product_proj[m](features[m]), dim=-1) for m in self.modalities}
         available = torch.ones(len(titles), len(self.modalities), dtype=torch.bool, device=pixels.device)
-        available[:, self.modalities.index("image")] = has_image
+        if "image" in self.modalities:
+            available[:, self.modalities.index("image")] = has_image
         # the MA MLP must not read the image part of a product that has none (it is the image of zeros)
         seen = {m: parts[m] * has_image.unsqueeze(1) if m == "image" else parts[m] for m in self.modalities}
         weights = self.product_adaptation(torch.cat([seen[m] for m in self.modalities], -1), available)

@@ -25,6 +25,7 @@ from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import OBJECTIVES, MAKEModel
 from make_retrieval.retrieval import exact_retriever
 from make_retrieval.train.checkpoint import clear_checkpoints, save_checkpoint
+from make_retrieval.train.hard_negatives import mine_hard_negatives
 
 
 @dataclass
@@ -103,14 +104,15 @@ def train(
     model = MAKEModel(config.model, config.loss.init_temperature)
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
+    collate = BatchBuilder(data.catalog, keywords, config.loss.similar_query_threshold)
     loader = DataLoader(
-        ClickDataset(data.train, data.catalog, model.image_encoder.image_size),
+        ClickDataset(data.train, data.catalog, model.image_size),
         batch_size=config.train.batch_size,
         shuffle=True,
         drop_last=len(data.train) > config.train.batch_size,
         generator=generator,
         num_workers=config.train.num_workers,
-        collate_fn=BatchBuilder(data.catalog, keywords, config.loss.similar_query_threshold),
+        collate_fn=collate,
     )
     steps_per_epoch = len(loader)
     total = steps_per_epoch * config.train.epochs
@@ -124,6 +126,11 @@ def train(
     step = 0
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress)
     for epoch in range(config.train.epochs):
+        if config.train.hard_negatives:
+            candidates = mine_hard_negatives(model, data.catalog, data.train, config.train.hard_negative_depth)
+            collate.set_hard_negatives(candidates, config.train.seed + epoch)
+            model.train()
+            log.write({"step": step, "epoch": epoch, "event": "hard_negatives", "queries": len(candidates)})
         window_start, window_samples = time.time(), 0
         for batch in loader:
             logged = _step(model, criterion, optimizer, scheduler, batch)

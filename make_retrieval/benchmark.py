@@ -1,0 +1,124 @@
+"""The benchmark: train and evaluate each model variant over several seeds, then one table.
+
+Every variant goes through the same data, trainer, exact index and evaluation; BM25 runs once (it
+has no seed). The results are written as ``results.json`` (every run) and ``results.md`` (mean and
+spread over seeds, training time, per-category NDCG@10, per-category Modal Adaptation weights).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from make_retrieval.config import Config, ConfigError
+from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.evaluate import evaluate_retriever
+from make_retrieval.model.baselines import VARIANTS, with_variant
+from make_retrieval.retrieval import BM25Retriever, exact_retriever
+from make_retrieval.train.checkpoint import load_model
+from make_retrieval.train.loop import train
+
+#: Metrics of the headline table, in order.
+TABLE_METRICS = ("recall@10", "recall@50", "recall@100", "recall@1000", "mrr@10", "ndcg@10")
+
+
+@dataclass
+class RunRecord:
+    """One trained-and-evaluated (model, seed), or the BM25 baseline (seed None)."""
+
+    model: str
+    seed: int | None
+    metrics: dict[str, float]
+    per_category: dict[str, dict[str, float]]
+    train_seconds: float = 0.0
+    weights_by_category: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_benchmark(
+    data_dir: Path,
+    out: Path,
+    config: Config,
+    models: Sequence[str],
+    seeds: int,
+    log: Callable[[str], None] = print,
+) -> list[RunRecord]:
+    """Train/evaluate every (model, seed) on the test split; BM25 once. Writes results.json/.md."""
+    unknown = sorted(set(models) - set(VARIANTS) - {"bm25"})
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from bm25, {', '.join(sorted(VARIANTS))}")
+    data = load_data_dir(data_dir, splits=("test",))
+    judged = data.judgements["test"]
+    records: list[RunRecord] = []
+    if "bm25" in models:
+        result = evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog)
+        records.append(RunRecord("bm25", None, result.metrics, result.per_category))
+    for name in (m for m in models if m != "bm25"):
+        for seed in range(seeds):
+            log(f"benchmark: {name}, seed {seed}")
+            variant = with_variant(config, name)
+            variant.train.seed = seed
+            run_dir = out / name / f"seed{seed}"
+            trained = train(variant, data_dir, run_dir)
+            model, _, _ = load_model(run_dir)
+            retriever = exact_retriever(model, data.catalog)
+            result = evaluate_retriever(retriever, judged, data.catalog)
+            weights = retriever.index.weights_by_category() if model.config.modal_adaptation else {}
+            records.append(RunRecord(name, seed, result.metrics, result.per_category, trained.seconds, weights))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps([r.__dict__ for r in records], indent=2))
+    (out / "results.md").write_text(markdown_report(records))
+    return records
+
+
+def _mean_spread(values: list[float]) -> str:
+    """'mean ± standard deviation' (just the value for a single run)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def markdown_report(records: list[RunRecord], top_categories: int = 15) -> str:
+    """The benchmark tables in Markdown."""
+    names = list(dict.fromkeys(r.model for r in records))
+    by_model = {n: [r for r in records if r.model == n] for n in names}
+    lines = ["| model | seeds | " + " | ".join(TABLE_METRICS) + " | train s |", "|---" * (len(TABLE_METRICS) + 3) + "|"]
+    for name, runs in by_model.items():
+        cells = [_mean_spread([r.metrics[m] for r in runs]) for m in TABLE_METRICS]
+        seconds = statistics.mean(r.train_seconds for r in runs)
+        seeds = "-" if runs[0].seed is None else str(len(runs))
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+
+    counts = {c: v["queries"] for c, v in records[0].per_category.items()}
+    categories = sorted(counts, key=lambda c: (-counts[c], c))[:top_categories]
+    lines += ["", f"NDCG@10 per category (the {len(categories)} with most test queries):", ""]
+    lines += ["| category | queries | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for category in categories:
+        cells = [
+            f"{statistics.mean(r.per_category.get(category, {}).get('ndcg@10', 0.0) for r in runs):.3f}"
+            for runs in by_model.values()
+        ]
+        lines.append(f"| {category} | {int(counts[category])} | " + " | ".join(cells) + " |")
+
+    for name, runs in by_model.items():
+        if not runs[0].weights_by_category:
+            continue
+        table = _mean_weights(runs)
+        modalities = [k for k in next(iter(table.values())) if k != "products"]
+        lines += ["", f"Mean Modality Adaptation weights per category, {name} (most image-led first):", ""]
+        lines += ["| category | products | " + " | ".join(modalities) + " |", "|---" * (len(modalities) + 2) + "|"]
+        for category, row in sorted(table.items(), key=lambda kv: (-kv[1].get("image", 0.0), kv[0])):
+            cells = [f"{row[m]:.3f}" for m in modalities]
+            lines.append(f"| {category} | {int(row['products'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_weights(runs: list[RunRecord]) -> dict[str, dict[str, Any]]:
+    """Per-category weights averaged over seeds."""
+    categories = runs[0].weights_by_category
+    return {
+        c: {k: statistics.mean(r.weights_by_category[c][k] for r in runs) for k in row} for c, row in categories.items()
+    }

@@ -1,0 +1,37 @@
+"""The benchmark command: every (model, seed) trained and evaluated, one table with spreads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from make_retrieval.cli import app
+from make_retrieval.config import Config
+
+
+def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.train.max_steps = 1
+    tiny_config.save(tmp_path / "tiny.yaml")
+    out = tmp_path / "bench"
+    args = ["benchmark", "--data", str(data_dir), "--out", str(out), "--config", str(tmp_path / "tiny.yaml")]
+    result = CliRunner().invoke(app, [*args, "--models", "bm25,clip,make", "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in records] == [
+        ("bm25", None),
+        ("clip", 0),
+        ("clip", 1),
+        ("make", 0),
+        ("make", 1),
+    ]
+    assert records[1]["metrics"] != records[2]["metrics"] or records[1]["train_seconds"] != records[2]["train_seconds"]
+    report = (out / "results.md").read_text()
+    assert "| make | 2 | " in report and "±" in report and "| bm25 | - | " in report
+    assert "NDCG@10 per category" in report and "| heels | 4 |" in report
+    assert "Mean Modality Adaptation weights per category, make" in report
+    assert "weights per category, clip" not in report, "clip has no Modal Adaptation"
+    assert (out / "make" / "seed1" / "best.pt").is_file()
+    result = CliRunner().invoke(app, [*args, "--models", "bm25,albef"])
+    assert result.exit_code == 2 and "unknown model(s) ['albef']" in result.output
