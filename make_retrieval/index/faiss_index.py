@@ -165,7 +165,7 @@ class ProductIndex:
             path = folder / name
             if not path.is_file():
                 raise IndexFileError(f"{path} is missing; rebuild the index with 'embed'")
-            if file_sha256(path) != manifest["checksum"][name]:
+            if file_sha256(path) != manifest.get("checksum", {}).get(name):
                 raise IndexFileError(f"{path} does not match the checksum in manifest.json; rebuild with 'embed'")
         table = pq.read_table(folder / "products.parquet").to_pydict()
         modalities = tuple(manifest["modalities"])
