@@ -68,11 +68,20 @@ def test_duplicate_product_id(data_dir: Path) -> None:
         load_data_dir(data_dir)
 
 
-def test_unknown_product_in_train(data_dir: Path) -> None:
-    rows = _rows(data_dir / "train.parquet")
-    rows[9]["product_id"] = "nope"
-    _rewrite(data_dir, "train", rows)
-    with pytest.raises(DataError, match=r"train\.parquet, row 10, field 'product_id': unknown product_id 'nope'"):
+@pytest.mark.parametrize(
+    ("table", "row", "field", "value", "message"),
+    [
+        ("train", 9, "product_id", "nope", "unknown product_id 'nope'"),
+        ("products", 0, "title", "   ", "must be a non-empty string"),
+        ("train", 0, "weight", -1.0, "must be a positive number"),
+        ("products", 3, "image", "../../etc/passwd", "image path .* leaves the data directory"),
+    ],
+)
+def test_bad_field(data_dir: Path, table: str, row: int, field: str, value: object, message: str) -> None:
+    rows = _rows(data_dir / f"{table}.parquet")
+    rows[row][field] = value
+    _rewrite(data_dir, table, rows)
+    with pytest.raises(DataError, match=rf"{table}\.parquet, row {row + 1}, field '{field}': {message}"):
         load_data_dir(data_dir)
 
 
@@ -91,22 +100,6 @@ def test_non_integer_relevance(tmp_path: Path, value: object) -> None:
 def test_relevance_as_text_in_csv_is_accepted(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path / "d", ".csv")
     assert load_data_dir(data).judgements["valid"]["shirt in red"] == {"p000": 2, "p001": 2}
-
-
-def test_empty_title(data_dir: Path) -> None:
-    rows = _rows(data_dir / "products.parquet")
-    rows[0]["title"] = "   "
-    _rewrite(data_dir, "products", rows)
-    with pytest.raises(DataError, match=r"products\.parquet, row 1, field 'title': must be a non-empty string"):
-        load_data_dir(data_dir)
-
-
-def test_bad_weight(data_dir: Path) -> None:
-    rows = _rows(data_dir / "train.parquet")
-    rows[0]["weight"] = -1.0
-    _rewrite(data_dir, "train", rows)
-    with pytest.raises(DataError, match=r"train\.parquet, row 1, field 'weight': must be a positive number"):
-        load_data_dir(data_dir)
 
 
 def test_unreadable_file(data_dir: Path) -> None:
@@ -138,14 +131,6 @@ def test_corrupt_and_missing_images_become_text_only(data_dir: Path) -> None:
     assert loaded.catalog.has_image.sum() == 30
     assert dict(loaded.report.text_only) == {"corrupt": 1, "missing": 1}
     assert "1 product(s) kept text-only: corrupt image" in loaded.report.lines()
-
-
-def test_image_path_outside_data_dir(data_dir: Path) -> None:
-    rows = _rows(data_dir / "products.parquet")
-    rows[3]["image"] = "../../etc/passwd"
-    _rewrite(data_dir, "products", rows)
-    with pytest.raises(DataError, match=r"row 4, field 'image': image path .* leaves the data directory"):
-        load_data_dir(data_dir)
 
 
 def test_skip_bad_rows_counts_and_keeps_the_rest(data_dir: Path) -> None:
