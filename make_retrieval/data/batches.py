@@ -90,8 +90,8 @@ class BatchBuilder:
             positives, excluded = same_product[:size], same_query
         else:
             positives, excluded = self._keyword_masks([set(t) for t in terms], columns, same_product[:size])
-            keyword_texts = [self.keywords.text(p) for p in columns[:size]]
             column_texts = [self.keywords.text(p) for p in columns]
+            keyword_texts = column_texts[:size]
             same_keywords = torch.tensor([[a == b for b in column_texts] for a in keyword_texts])
         targets = Targets(
             positives=positives,
