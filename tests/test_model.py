@@ -43,9 +43,13 @@ def test_score_is_the_modal_adaptation_sum(tiny_bert: Path) -> None:
         q = model.encode_queries(["red shirt"])
         p = _products(model, [True, True])
     manual = sum(
-        q.weights[0, i] * p.weights[:, i] * (p.parts[m] @ q.parts[m][0]) for i, m in enumerate(model.modalities)
+        (q.weights[0, i] * p.weights[:, i]).sqrt() * (p.parts[m] @ q.parts[m][0])
+        for i, m in enumerate(model.modalities)
     )
     torch.testing.assert_close(p.vectors @ q.vectors[0], manual)
+    # unit-norm vectors whatever the weights: concentrating them cannot widen the score range
+    torch.testing.assert_close(p.vectors.norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(q.vectors.norm(dim=1), torch.ones(1))
 
 
 def test_no_modal_adaptation_gives_uniform_weights(tiny_bert: Path) -> None:

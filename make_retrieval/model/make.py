@@ -1,8 +1,13 @@
 """The MAKE model: query, title and image encoders, fusion, Modal Adaptation, one index vector each.
 
-A query vector is [a_m(q) q_m]_m and a product vector [b_m(p) p_m]_m over the modalities
-(title, image, fused), so their inner product is the Modal-Adaptation score of METHOD.md and a
-single ANN search serves the whole catalog. Keyword Enhancement lives in training (losses and
+A query vector is [sqrt(a_m(q)) q_m]_m and a product vector [sqrt(b_m(p)) p_m]_m over the modalities
+(title, image, fused), so their inner product is the Modal-Adaptation score
+s(q, p) = sum_m sqrt(a_m(q) b_m(p)) <q_m, p_m> and a single ANN search serves the whole catalog.
+Ours, changed from METHOD.md's sum_m a_m b_m <q_m, p_m> (docs/DESIGN.md, "Unit-norm MA vectors"):
+with plain weights the score's range grows when a and b concentrate on one modality, so training
+rewards collapsing onto whichever modality is best at step 0 whatever the product. With square
+roots both vectors have unit norm for any weights, the range is [-1, 1] and only information moves
+the weights. Keyword Enhancement lives in training (losses and
 batches): at inference the query encoder alone runs.
 """
 
@@ -96,7 +101,7 @@ class MAKEModel(nn.Module):
         return self.logit_scales[objective].clamp(max=math.log(100.0)).exp()
 
     def encode_queries(self, queries: list[str]) -> Embedded:
-        """Index-side query vectors [a_m(q) q_m]_m; only the query tower runs."""
+        """Index-side query vectors [sqrt(a_m(q)) q_m]_m; only the query tower runs."""
         pooled = self.query_encoder(queries, self.config.query_encoder.max_length).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
         return _combine(parts, self.query_adaptation(pooled), self.modalities)
@@ -121,5 +126,8 @@ class MAKEModel(nn.Module):
 
 
 def _combine(parts: dict[str, torch.Tensor], weights: torch.Tensor, modalities: tuple[str, ...]) -> Embedded:
-    vectors = torch.cat([weights[:, i : i + 1] * parts[m] for i, m in enumerate(modalities)], dim=-1)
+    """Unit-norm index vectors [sqrt(w_m) v_m]_m; a weight of exactly 0 (no image) stays 0 with a
+    zero gradient (sqrt's slope at 0 is infinite)."""
+    roots = torch.where(weights > 0, weights.clamp_min(1e-12).sqrt(), torch.zeros_like(weights))
+    vectors = torch.cat([roots[:, i : i + 1] * parts[m] for i, m in enumerate(modalities)], dim=-1)
     return Embedded(vectors, weights, parts)
