@@ -106,8 +106,13 @@ class TrainConfig:
     hard_negatives: bool = False
     #: Candidates per query: the top-ranked products it never clicked.
     hard_negative_depth: int = 20
+    #: Validate after every epoch (keeps best.pt); off, the last epoch's model is the one used.
+    validate: bool = True
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.
     max_valid_queries: int = 0
+    #: Steps of image-tower warm-up against the frozen title tower before training (train/image_warmup.py);
+    #: for a randomly initialised image tower. 0 = off (e.g. when loading pretrained image weights).
+    image_warmup_steps: int = 0
 
 
 @dataclass

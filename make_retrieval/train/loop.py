@@ -26,6 +26,7 @@ from make_retrieval.model.make import OBJECTIVES, MAKEModel
 from make_retrieval.retrieval import exact_retriever
 from make_retrieval.train.checkpoint import clear_checkpoints, save_checkpoint
 from make_retrieval.train.hard_negatives import mine_hard_negatives
+from make_retrieval.train.image_warmup import warm_up_image_tower
 
 
 @dataclass
@@ -102,6 +103,15 @@ def train(
         keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
 
     model = MAKEModel(config.model, config.loss.init_temperature)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    warmup = warm_up_image_tower(
+        model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
+        generator, progress,
+    )
+    if warmup:
+        last = warmup[-10:]
+        losses = {"steps": len(warmup), "first": warmup[0], "last10": sum(last) / len(last)}
+        log.write({"step": 0, "event": "image_warmup", **losses})
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
     collate = BatchBuilder(data.catalog, keywords, config.loss.similar_query_threshold)
@@ -120,8 +130,7 @@ def train(
         total = min(total, config.train.max_steps)
     optimizer = _optimizer(model, config)
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.train.warmup_steps, total // 5), total)
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    has_valid = "valid" in data.judgements
+    has_valid = config.train.validate and "valid" in data.judgements
     best: float | None = None
     step = 0
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress)
