@@ -1,12 +1,15 @@
 """The benchmark: train and evaluate each model variant over several seeds, then one table.
 
 Every variant goes through the same data, trainer, exact index and evaluation; BM25 runs once (it
-has no seed). The results are written as ``results.json`` (every run) and ``results.md`` (mean and
-spread over seeds, training time, per-category NDCG@10, per-category Modal Adaptation weights).
+has no seed). A (model, seed) whose run folder holds a record made with the same config is not
+trained again, so an interrupted benchmark resumes where it stopped. The results are rewritten
+after every run as ``results.json`` (every run) and ``results.md`` (mean and spread over seeds,
+training time, per-category NDCG@10, per-category Modal Adaptation weights).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections.abc import Callable, Sequence
@@ -15,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from make_retrieval.config import Config, ConfigError
-from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.model.baselines import VARIANTS, with_variant
 from make_retrieval.retrieval import BM25Retriever, exact_retriever
 from make_retrieval.train.checkpoint import load_model
 from make_retrieval.train.loop import train
+
+#: A finished run's record (config + metrics) in its run folder; a rerun with the same config reuses it.
+RECORD = "benchmark_record.json"
 
 #: Metrics of the headline table, in order.
 TABLE_METRICS = ("recall@10", "recall@50", "recall@100", "recall@1000", "mrr@10", "ndcg@10")
@@ -47,6 +53,8 @@ def run_benchmark(
     log: Callable[[str], None] = print,
 ) -> list[RunRecord]:
     """Train/evaluate every (model, seed) on the test split; BM25 once. Writes results.json/.md."""
+    if not models:
+        raise ConfigError("no models to benchmark")
     unknown = sorted(set(models) - set(VARIANTS) - {"bm25"})
     if unknown:
         raise ConfigError(f"unknown model(s) {unknown}; choose from bm25, {', '.join(sorted(VARIANTS))}")
@@ -56,22 +64,57 @@ def run_benchmark(
     if "bm25" in models:
         result = evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog)
         records.append(RunRecord("bm25", None, result.metrics, result.per_category))
-    for name in (m for m in models if m != "bm25"):
-        for seed in range(seeds):
-            log(f"benchmark: {name}, seed {seed}")
+    trained = [m for m in models if m != "bm25"]
+    # seed-major: an interrupted benchmark has whole seeds of every model, not all seeds of a few
+    for seed in range(seeds):
+        for name in trained:
             variant = with_variant(config, name)
             variant.train.seed = seed
+            # one epoch: the best checkpoint is the last, so skip the extra whole-catalog validation
+            variant.train.validate = variant.train.epochs > 1
             run_dir = out / name / f"seed{seed}"
-            trained = train(variant, data_dir, run_dir)
-            model, _, _ = load_model(run_dir)
-            retriever = exact_retriever(model, data.catalog)
-            result = evaluate_retriever(retriever, judged, data.catalog)
-            weights = retriever.index.weights_by_category() if model.config.modal_adaptation else {}
-            records.append(RunRecord(name, seed, result.metrics, result.per_category, trained.seconds, weights))
+            record = _finished(run_dir, variant)
+            if record is None:
+                log(f"benchmark: {name}, seed {seed}")
+                record = _train_and_evaluate(name, variant, data, run_dir)
+            else:
+                log(f"benchmark: {name}, seed {seed}: finished earlier, reused ({run_dir / RECORD})")
+            records.append(record)
+            _write_results(out, records, models)
+    return _write_results(out, records, models)
+
+
+def _write_results(out: Path, records: list[RunRecord], models: Sequence[str]) -> list[RunRecord]:
+    """results.json and results.md of the runs so far (rewritten after every run), in model order."""
+    records.sort(key=lambda r: (models.index(r.model), r.seed or 0))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([r.__dict__ for r in records], indent=2))
     (out / "results.md").write_text(markdown_report(records))
     return records
+
+
+def _train_and_evaluate(name: str, config: Config, data: DataDir, run_dir: Path) -> RunRecord:
+    """Train one (variant, seed), evaluate it on test, and leave its record in the run folder."""
+    trained = train(config, data.root, run_dir)
+    model, _, _ = load_model(run_dir)
+    retriever = exact_retriever(model, data.catalog)
+    result = evaluate_retriever(retriever, data.judgements["test"], data.catalog)
+    weights = retriever.index.weights_by_category() if model.config.modal_adaptation else {}
+    record = RunRecord(name, config.train.seed, result.metrics, result.per_category, trained.seconds, weights)
+    payload = {"config": dataclasses.asdict(config), "record": record.__dict__}
+    (run_dir / RECORD).write_text(json.dumps(payload, indent=2))
+    return record
+
+
+def _finished(run_dir: Path, config: Config) -> RunRecord | None:
+    """The record of a run finished earlier with the same config (a killed benchmark resumes)."""
+    path = run_dir / RECORD
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text())
+    if payload.get("config") != json.loads(json.dumps(dataclasses.asdict(config))):
+        return None
+    return RunRecord(**payload["record"])
 
 
 def _mean_spread(values: list[float]) -> str:

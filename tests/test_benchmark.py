@@ -7,8 +7,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from make_retrieval.benchmark import _finished
 from make_retrieval.cli import app
 from make_retrieval.config import Config
+from make_retrieval.model.baselines import with_variant
 
 
 def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
@@ -32,6 +34,15 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     assert "NDCG@10 per category" in report and "| heels | 4 |" in report
     assert "Mean Modality Adaptation weights per category, make" in report
     assert "weights per category, clip" not in report, "clip has no Modal Adaptation"
-    assert (out / "make" / "seed1" / "best.pt").is_file()
+    # one epoch: no extra validation pass, the last checkpoint is the model evaluated
+    assert (out / "make" / "seed1" / "last.pt").is_file() and not (out / "make" / "seed1" / "best.pt").exists()
+
+    # a rerun (e.g. after the benchmark was killed) reuses finished runs made with the same config
+    again = CliRunner().invoke(app, [*args, "--models", "clip,make", "--seeds", "2"])
+    assert again.exit_code == 0 and again.output.count("finished earlier, reused") == 4, again.output
+    assert json.loads((out / "results.json").read_text()) == records[1:]
+    changed = with_variant(tiny_config, "make")
+    changed.train.seed, changed.train.max_steps = 0, 2
+    assert _finished(out / "make" / "seed0", changed) is None, "a changed config is trained again"
     result = CliRunner().invoke(app, [*args, "--models", "bm25,albef"])
     assert result.exit_code == 2 and "unknown model(s) ['albef']" in result.output
