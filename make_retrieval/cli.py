@@ -235,14 +235,14 @@ def benchmark(
         "bm25,text-dual,clip,fusion,make-no-ma,make-no-ke,make"
     ),
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (0, 1, ...).")] = 3,
-    config: Annotated[Path | None, typer.Option(help="YAML config (default: the demo config).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/benchmark.yaml).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps for every run.")] = None,
 ) -> None:
     """Train and evaluate each model over seeds; write one Markdown and JSON table."""
     from make_retrieval.benchmark import run_benchmark
-    from make_retrieval.pipeline import DEMO_CONFIG
+    from make_retrieval.pipeline import BENCHMARK_CONFIG
 
-    cfg = Config.load(config or DEMO_CONFIG)
+    cfg = Config.load(config or BENCHMARK_CONFIG)
     if max_steps is not None:
         cfg.train.max_steps = max_steps
     names = [m.strip() for m in models.split(",") if m.strip()]
