@@ -106,6 +106,13 @@ class TrainConfig:
     hard_negatives: bool = False
     #: Candidates per query: the top-ranked products it never clicked.
     hard_negative_depth: int = 20
+    #: Gradient caching (train/step.py): encode at most this many rows at a time, so a large batch
+    #: fits in the memory of a small one; same loss and gradients. 0 = one pass.
+    grad_cache_chunk: int = 0
+    #: fp32, or autocast in bf16 / fp16 (fp16 with a loss scaler; GPU only).
+    precision: str = "fp32"
+    #: Recompute the text and image towers' activations in backward instead of keeping them.
+    gradient_checkpointing: bool = False
     #: Validate after every epoch (keeps best.pt); off, the last epoch's model is the one used.
     validate: bool = True
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.

@@ -7,6 +7,7 @@ identity ``positives`` and nothing excluded.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -73,6 +74,10 @@ class Targets:
     same_keywords: torch.Tensor  # (B, C) bool: product i and column j have the same keyword string
     has_image: torch.Tensor  # (C,) bool
     weights: torch.Tensor  # (B,) float: click weight of pair i
+
+    def to(self, device: torch.device) -> Targets:
+        """The same masks on ``device``."""
+        return Targets(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
 class MAKELoss(nn.Module):

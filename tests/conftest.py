@@ -76,16 +76,18 @@ def make_batch(
     size: int = 8,
     image_size: int = 16,
     hard_negatives: dict[str, list[int]] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Batch:
     """The first ``size`` click pairs of ``data_dir`` collated as in training (with KE masks and
-    mined hard negatives if asked)."""
+    mined hard negatives if asked); with ``world_size`` > 1, rank ``rank``'s slice of them."""
     data = load_data_dir(data_dir, ("train",))
     assert data.train is not None
     extractor = None
     if keywords:
         extractor = KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4)
-    dataset = ClickDataset(data.train, data.catalog, image_size)
-    builder = BatchBuilder(data.catalog, extractor, 0.5)
+    dataset = ClickDataset(data.train)
+    builder = BatchBuilder(data.catalog, extractor, 0.5, image_size, rank, world_size)
     if hard_negatives:
         builder.set_hard_negatives(hard_negatives, seed=0)
     return builder([dataset[i] for i in range(size)])

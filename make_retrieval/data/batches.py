@@ -8,6 +8,8 @@ other's products, and a product whose keywords cover every query term is never a
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -19,20 +21,39 @@ from make_retrieval.data.pairs import Clicks
 from make_retrieval.losses import Targets
 from make_retrieval.model.keywords import KeywordExtractor, tokenize
 
-#: (query, product position, click weight, pixels)
-Item = tuple[str, int, float, torch.Tensor]
+#: (query, product position, click weight)
+Item = tuple[str, int, float]
 
 
 @dataclass
 class Batch:
     """A collated training batch: B queries (and their keyword strings, empty without Keyword
-    Enhancement) against C >= B product columns (titles, pixels)."""
+    Enhancement) against C >= B product columns (titles, pixels).
+
+    In a job of N ranks the targets cover the whole global batch while the texts and pixels are this
+    rank's slice; ``column_order`` then puts the gathered product columns in the targets' order."""
 
     queries: list[str]
     titles: list[str]
     keywords: list[str]
     pixels: torch.Tensor
+    #: (C_local,) bool: which of this rank's product columns have an image (``targets`` are global)
+    has_image: torch.Tensor
     targets: Targets
+    #: zero product rows to append before gathering (ranks may hold different numbers of hard negatives)
+    pad_columns: int = 0
+    column_order: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch's tensors on ``device`` (the texts are tokenised on the model's device)."""
+        order = None if self.column_order is None else self.column_order.to(device)
+        return dataclasses.replace(
+            self,
+            pixels=self.pixels.to(device),
+            has_image=self.has_image.to(device),
+            targets=self.targets.to(device),
+            column_order=order,
+        )
 
 
 def load_pixels(catalog: Catalog, product: int, size: int) -> torch.Tensor:
@@ -42,29 +63,39 @@ def load_pixels(catalog: Catalog, product: int, size: int) -> torch.Tensor:
 
 
 class ClickDataset(Dataset):
-    """Item i is the i-th click pair; returns plain Python/tensors so workers can decode images."""
+    """Item i is the i-th click pair; images are decoded by the collate function (in the workers),
+    only for the rank's own slice of the batch."""
 
-    def __init__(self, clicks: Clicks, catalog: Catalog, image_size: int):
-        self.clicks, self.catalog, self.image_size = clicks, catalog, image_size
+    def __init__(self, clicks: Clicks):
+        self.clicks = clicks
 
     def __len__(self) -> int:
         return len(self.clicks)
 
     def __getitem__(self, i: int) -> Item:
-        product = self.clicks.products[i]
-        pixels = load_pixels(self.catalog, product, self.image_size)
-        return self.clicks.queries[i], product, self.clicks.weights[i], pixels
+        return self.clicks.queries[i], self.clicks.products[i], self.clicks.weights[i]
 
 
 class BatchBuilder:
-    """``collate_fn``: stacks items, adds mined hard negatives, computes positive / excluded masks.
+    """``collate_fn``: adds mined hard negatives, computes positive / excluded masks, decodes images.
 
     The product side has C = B + H columns: the B clicked products, then H hard negatives (one per
-    query that has mined candidates; H = 0 without hard-negative mining).
+    query that has mined candidates; H = 0 without hard-negative mining). With ``world_size`` N the
+    items are the global batch (N x B) and this rank keeps rows ``rank*B:(rank+1)*B`` and their
+    hard negatives (see train/distributed.py).
     """
 
-    def __init__(self, catalog: Catalog, keywords: KeywordExtractor | None, similar_threshold: float):
+    def __init__(
+        self,
+        catalog: Catalog,
+        keywords: KeywordExtractor | None,
+        similar_threshold: float,
+        image_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.catalog, self.keywords, self.similar_threshold = catalog, keywords, similar_threshold
+        self.image_size, self.rank, self.world_size = image_size, rank, world_size
         self.hard_negatives: dict[str, list[int]] = {}
         self.rng = random.Random(0)
 
@@ -73,10 +104,11 @@ class BatchBuilder:
         self.hard_negatives, self.rng = candidates, random.Random(seed)
 
     def __call__(self, items: list[Item]) -> Batch:
-        queries = [q for q, _, _, _ in items]
+        queries = [q for q, _, _ in items]
         size = len(items)
-        hard = [self.rng.choice(c) for c in (self.hard_negatives.get(q) for q in queries) if c]
-        columns = [p for _, p, _, _ in items] + hard
+        drawn = [self.rng.choice(c) if c else None for c in (self.hard_negatives.get(q) for q in queries)]
+        hard = [p for p in drawn if p is not None]
+        columns = [p for _, p, _ in items] + hard
         ids = torch.tensor(columns)
         same_product = (ids.unsqueeze(0) == ids.unsqueeze(1)).float()
         # queries that differ only in case or punctuation are the same query; hard columns have none
@@ -99,11 +131,41 @@ class BatchBuilder:
             same_product=same_product,
             same_keywords=same_keywords,
             has_image=has_image,
-            weights=torch.tensor([w for _, _, w, _ in items], dtype=torch.float32),
+            weights=torch.tensor([w for _, _, w in items], dtype=torch.float32),
         )
-        pixels = [x for _, _, _, x in items] + [load_pixels(self.catalog, p, items[0][3].shape[-1]) for p in hard]
-        titles = [self.catalog.titles[p] for p in columns]
-        return Batch(queries, titles, keyword_texts, torch.stack(pixels), targets)
+        if self.world_size == 1:
+            return self._batch(queries, keyword_texts, columns, targets)
+        return self._rank_slice(queries, keyword_texts, columns, [p is not None for p in drawn], targets)
+
+    def _batch(self, queries: list[str], keywords: list[str], columns: list[int], targets: Targets) -> Batch:
+        pixels = torch.stack([load_pixels(self.catalog, p, self.image_size) for p in columns])
+        has_image = torch.tensor([self.catalog.images[p] is not None for p in columns])
+        return Batch(queries, [self.catalog.titles[p] for p in columns], keywords, pixels, has_image, targets)
+
+    def _rank_slice(
+        self, queries: list[str], keywords: list[str], columns: list[int], drew: list[bool], targets: Targets
+    ) -> Batch:
+        """This rank's rows and columns of a global batch, and where its columns go once gathered."""
+        size, world = len(queries), self.world_size
+        if size % world:
+            raise ValueError(f"a global batch of {size} pairs does not split over {world} ranks")
+        local = size // world
+        # hard-negative column of global row i, in the order the global batch appends them
+        hard_index = [size + n for n in itertools.accumulate([0, *drew[:-1]])]
+        per_rank = [[hard_index[i] for i in range(r * local, (r + 1) * local) if drew[i]] for r in range(world)]
+        width = local + max(len(h) for h in per_rank)
+        # gathered layout: rank r holds [its clicked products, its hard negatives, zero padding]
+        order = torch.empty(len(columns), dtype=torch.long)
+        for r, hard in enumerate(per_rank):
+            for j in range(local):
+                order[r * local + j] = r * width + j
+            for j, column in enumerate(hard):
+                order[column] = r * width + local + j
+        rows = slice(self.rank * local, (self.rank + 1) * local)
+        mine = [columns[i] for i in range(rows.start, rows.stop)] + [columns[c] for c in per_rank[self.rank]]
+        batch = self._batch(queries[rows], keywords[rows], mine, targets)
+        batch.pad_columns, batch.column_order = width - len(mine), order
+        return batch
 
     def _keyword_masks(
         self, terms: list[set[str]], columns: list[int], same_product: torch.Tensor

@@ -39,9 +39,11 @@ class Embedded:
 
     def rows(self, start: int, stop: int) -> Embedded:
         """Rows ``start:stop`` (one encoder pass can embed two batches of text at once)."""
-        return Embedded(
-            self.vectors[start:stop], self.weights[start:stop], {m: v[start:stop] for m, v in self.parts.items()}
-        )
+        return self.select(slice(start, stop))
+
+    def select(self, index: slice | torch.Tensor) -> Embedded:
+        """The rows picked by ``index`` (a slice or a tensor of row numbers)."""
+        return Embedded(self.vectors[index], self.weights[index], {m: v[index] for m, v in self.parts.items()})
 
 
 class MAKEModel(nn.Module):
@@ -96,6 +98,17 @@ class MAKEModel(nn.Module):
         """Side of the square images the image tower reads (what data loaders must produce)."""
         return self.image_encoder.image_size if self.image_encoder is not None else self.config.image_encoder.image_size
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the Hugging Face towers' activations in backward (less memory, more time)."""
+        towers = [self.query_encoder.model, self.title_encoder.model]
+        if self.image_encoder is not None:
+            towers.append(self.image_encoder.backbone)
+        for tower in towers:
+            if getattr(tower, "supports_gradient_checkpointing", False):
+                tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            elif hasattr(tower, "set_grad_checkpointing"):  # timm
+                tower.set_grad_checkpointing(True)
+
     def logit_scale(self, objective: str) -> torch.Tensor:
         """exp of the learnable log-scale, capped at 100 as in CLIP."""
         return self.logit_scales[objective].clamp(max=math.log(100.0)).exp()
@@ -104,7 +117,7 @@ class MAKEModel(nn.Module):
         """Index-side query vectors [sqrt(a_m(q)) q_m]_m; only the query tower runs."""
         pooled = self.query_encoder(queries, self.config.query_encoder.max_length).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
-        return _combine(parts, self.query_adaptation(pooled), self.modalities)
+        return combine(parts, self.query_adaptation(pooled), self.modalities)
 
     def encode_products(self, titles: list[str], pixels: torch.Tensor, has_image: torch.Tensor) -> Embedded:
         """pixels (B,3,S,S); rows with ``has_image`` False are ignored (their image weight is 0)."""
@@ -122,10 +135,10 @@ class MAKEModel(nn.Module):
         # the MA MLP must not read the image part of a product that has none (it is the image of zeros)
         seen = {m: parts[m] * has_image.unsqueeze(1) if m == "image" else parts[m] for m in self.modalities}
         weights = self.product_adaptation(torch.cat([seen[m] for m in self.modalities], -1), available)
-        return _combine(parts, weights, self.modalities)
+        return combine(parts, weights, self.modalities)
 
 
-def _combine(parts: dict[str, torch.Tensor], weights: torch.Tensor, modalities: tuple[str, ...]) -> Embedded:
+def combine(parts: dict[str, torch.Tensor], weights: torch.Tensor, modalities: tuple[str, ...]) -> Embedded:
     """Unit-norm index vectors [sqrt(w_m) v_m]_m; a weight of exactly 0 (no image) stays 0 with a
     zero gradient (sqrt's slope at 0 is infinite)."""
     roots = torch.where(weights > 0, weights.clamp_min(1e-12).sqrt(), torch.zeros_like(weights))

@@ -40,16 +40,17 @@ def warm_up_image_tower(
     targets = _title_targets(model, [catalog.titles[i] for i in pictured])
     title_ids = torch.tensor(_ids([catalog.titles[i] for i in pictured]))
     pixels = torch.stack([load_pixels(catalog, i, model.image_size) for i in pictured])
-    head = nn.Linear(encoder.hidden_size, targets.shape[1])
+    device = targets.device
+    head = nn.Linear(encoder.hidden_size, targets.shape[1]).to(device)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=0.01)
     encoder.train()
     losses: list[float] = []
     size = min(batch_size, len(pictured))
     for _ in tqdm(range(steps), desc="image warm-up", unit="step", disable=not progress):
         rows = torch.randperm(len(pictured), generator=generator)[:size]
-        image = F.normalize(head(encoder(pixels[rows]).pooled), dim=-1)
+        image = F.normalize(head(encoder(pixels[rows].to(device)).pooled), dim=-1)
         # products with the same title are each other's positives, not negatives
-        same = (title_ids[rows].unsqueeze(0) == title_ids[rows].unsqueeze(1)).float()
+        same = (title_ids[rows].unsqueeze(0) == title_ids[rows].unsqueeze(1)).float().to(device)
         loss = symmetric_info_nce(image @ targets[rows].T / TEMPERATURE, same)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

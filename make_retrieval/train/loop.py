@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from make_retrieval.config import Config
+from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
@@ -25,8 +25,10 @@ from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import OBJECTIVES, MAKEModel
 from make_retrieval.retrieval import exact_retriever
 from make_retrieval.train.checkpoint import clear_checkpoints, save_checkpoint
+from make_retrieval.train.distributed import Distributed, init_distributed
 from make_retrieval.train.hard_negatives import mine_hard_negatives
 from make_retrieval.train.image_warmup import warm_up_image_tower
+from make_retrieval.train.step import PRECISIONS, StepOptions, average_gradients, backward
 
 
 @dataclass
@@ -59,13 +61,16 @@ def _optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
 
 
 class MetricsLog:
-    """Append-only JSONL log; one object per line."""
+    """Append-only JSONL log; one object per line. ``None``: a rank other than 0, which writes nothing."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
         self.path = path
-        path.write_text("")
+        if path is not None:
+            path.write_text("")
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -83,27 +88,38 @@ def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, flo
 def train(
     config: Config, data_dir: Path | str, run_dir: Path | str, skip_bad_rows: bool = False, progress: bool = True
 ) -> TrainResult:
-    """Train MAKE on ``data_dir`` and leave everything in ``run_dir`` (see train/checkpoint.py)."""
+    """Train MAKE on ``data_dir`` and leave everything in ``run_dir`` (see train/checkpoint.py).
+
+    Under ``torchrun`` every rank runs this; rank 0 alone writes files and validates."""
     started = time.time()
+    context = init_distributed()
+    main = context.is_main
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clear_checkpoints(run_dir)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_checkpoints(run_dir)
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     assert data.train is not None
-    config.save(run_dir / "config.yaml")
-    (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
-    data.report.announce()
+    progress = progress and main
+    if main:
+        config.save(run_dir / "config.yaml")
+        (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+        data.report.announce()
 
     keywords = None
     if config.model.keyword_enhancement:
         keywords = KeywordExtractor.fit(
             data.catalog.titles, data.train.queries, data.train.products, config.model.num_keywords
         )
-        keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
+        if main:
+            keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
 
-    model = MAKEModel(config.model, config.loss.init_temperature)
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    options = _step_options(config, context)
+    model = MAKEModel(config.model, config.loss.init_temperature).to(context.device)
+    if config.train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    log = MetricsLog(run_dir / "metrics.jsonl" if main else None)
     warmup = warm_up_image_tower(
         model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
         generator, progress,
@@ -114,12 +130,16 @@ def train(
         log.write({"step": 0, "event": "image_warmup", **losses})
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
-    collate = BatchBuilder(data.catalog, keywords, config.loss.similar_query_threshold)
+    collate = BatchBuilder(
+        data.catalog, keywords, config.loss.similar_query_threshold, model.image_size, context.rank, context.world_size
+    )
+    # every rank draws the same global batch (same seed) and keeps its slice: see train/distributed.py
+    global_batch = config.train.batch_size * context.world_size
     loader = DataLoader(
-        ClickDataset(data.train, data.catalog, model.image_size),
-        batch_size=config.train.batch_size,
+        ClickDataset(data.train),
+        batch_size=global_batch,
         shuffle=True,
-        drop_last=len(data.train) > config.train.batch_size,
+        drop_last=len(data.train) > global_batch,
         generator=generator,
         num_workers=config.train.num_workers,
         collate_fn=collate,
@@ -142,9 +162,9 @@ def train(
             log.write({"step": step, "epoch": epoch, "event": "hard_negatives", "queries": len(candidates)})
         window_start, window_samples = time.time(), 0
         for batch in loader:
-            logged = _step(model, criterion, optimizer, scheduler, batch)
+            logged = _step(model, criterion, optimizer, scheduler, batch, context, options)
             step += 1
-            window_samples += len(batch.queries)
+            window_samples += len(batch.queries) * context.world_size
             bar.update(1)
             bar.set_postfix(loss=f"{logged['loss']:.3f}")
             if step % config.train.log_every == 0 or step == total:
@@ -163,6 +183,11 @@ def train(
             if step >= total:
                 break
         record: dict[str, Any] = {"step": step, "epoch": epoch, "event": "epoch_end"}
+        if not main:
+            context.barrier()  # rank 0 validates and writes the checkpoints
+            if step >= total:
+                break
+            continue
         if has_valid:
             metrics = validate(model, data, config.train.max_valid_queries)
             record["valid"] = metrics
@@ -174,12 +199,14 @@ def train(
         if score is not None and (best is None or score > best):
             best = score
             save_checkpoint(run_dir / "best.pt", model, info)
+        context.barrier()
         if step >= total:
             break
     bar.close()
     seconds = time.time() - started
-    summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(run_dir, step, best, seconds)
 
 
@@ -189,20 +216,32 @@ def _step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     batch: Batch,
+    context: Distributed,
+    options: StepOptions,
 ) -> dict[str, float]:
-    """One optimisation step; keyword pseudo-queries go through the query tower with the queries."""
-    targets = batch.targets
-    products = model.encode_products(batch.titles, batch.pixels, targets.has_image)
-    if batch.keywords:
-        both = model.encode_queries(batch.queries + batch.keywords)
-        size = len(batch.queries)
-        queries, keywords = both.rows(0, size), both.rows(size, 2 * size)
-    else:
-        queries, keywords = model.encode_queries(batch.queries), None
-    loss, logged = criterion(model, queries, products, targets, keywords)
+    """One optimisation step over the global batch."""
+    batch = batch.to(context.device)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    logged = backward(model, criterion, batch, context, options)
+    average_gradients(model, context)
+    if options.scaler is not None:
+        options.scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if options.scaler is not None:
+        options.scaler.step(optimizer)
+        options.scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
     return logged
+
+
+def _step_options(config: Config, context: Distributed) -> StepOptions:
+    """Step options from the config; fp16 needs a GPU (its loss scaler is CUDA's)."""
+    precision = config.train.precision
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: choose one of {sorted(PRECISIONS)}, got '{precision}'")
+    if precision == "fp16" and context.device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    return StepOptions(config.train.grad_cache_chunk, precision, scaler)

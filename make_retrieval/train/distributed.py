@@ -1,0 +1,73 @@
+"""Everything distributed in one place: the process group from ``torchrun``'s environment, and the
+gathers that make N ranks with batch B train like one process with batch N*B.
+
+Every rank draws the same global batch (same seed) and encodes its own slice; the embeddings are
+gathered with gradients (open_clip's gather-with-grad), every rank computes the loss over the whole
+global batch, and DistributedDataParallel averages the parameter gradients. ``all_gather``'s
+backward sums the gradient of every rank's copy of the loss into the local slice, so the local
+gradient is N times d(loss)/d(local), and DDP's mean over N ranks gives exactly d(loss)/d(params).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the job: rank r of ``world_size``, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, checkpoints and validation results."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in one process)."""
+        if self.enabled:
+            dist.barrier()
+
+
+def init_distributed() -> Distributed:
+    """Join the process group ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR);
+    NCCL on GPUs, gloo on CPU. Without those variables: one process, on the GPU if there is one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world_size == 1:
+        return Distributed(device=torch.device("cuda" if cuda else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    return Distributed(dist.get_rank(), dist.get_world_size(), device)
+
+
+def gather_with_grad(tensor: torch.Tensor, context: Distributed) -> torch.Tensor:
+    """Concatenate every rank's ``tensor`` (same shape on all ranks) along dim 0, keeping gradients."""
+    if not context.enabled:
+        return tensor
+    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+
+
+def gather_detached(tensor: torch.Tensor, context: Distributed) -> torch.Tensor:
+    """Concatenate every rank's ``tensor`` along dim 0, without gradients (gradient caching)."""
+    if not context.enabled:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)

@@ -1,0 +1,216 @@
+"""One training step's forward and backward: encode the batch, gather it across ranks, the MAKE
+loss, backward; either in one pass or with gradient caching for batches larger than memory.
+
+Gradient caching (GradCache, Gao et al. 2021): a contrastive loss couples every row of the batch, so
+the batch cannot simply be split. Instead (1) every chunk is encoded without gradients and its RNG
+state kept, (2) the loss is computed over the whole (gathered) batch from detached copies, giving
+d(loss)/d(embedding) for every row, (3) every chunk is encoded again, with the same RNG state so
+dropout repeats, and back-propagated with those cached gradients. Activation memory is one chunk's,
+and loss and gradients equal the one-pass step's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from make_retrieval.data.batches import Batch
+from make_retrieval.losses import MAKELoss
+from make_retrieval.model.make import Embedded, MAKEModel, combine
+from make_retrieval.train.distributed import Distributed, gather_with_grad
+
+Gather = Callable[[torch.Tensor, Distributed], torch.Tensor]
+
+#: autocast dtypes by ``train.precision``; fp32 runs without autocast.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class StepOptions:
+    """How a step runs: gradient-cache chunk (0 = one pass), autocast precision, fp16 loss scaler."""
+
+    grad_cache_chunk: int = 0
+    precision: str = "fp32"
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self, device: torch.device) -> AbstractContextManager[object]:
+        """Mixed precision for the forward passes and the loss (a no-op in fp32)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss to back-propagate: scaled for fp16, so small gradients do not underflow."""
+        return loss if self.scaler is None else self.scaler.scale(loss)
+
+
+@dataclass
+class Encoded:
+    """A rank's share of a batch: its queries, their keyword pseudo-queries (KE) and its products."""
+
+    queries: Embedded
+    keywords: Embedded | None
+    products: Embedded
+
+
+def query_texts(batch: Batch) -> list[str]:
+    """Queries and keyword pseudo-queries go through the query tower in one pass."""
+    return batch.queries + batch.keywords
+
+
+def encode_batch(model: MAKEModel, batch: Batch) -> Encoded:
+    """Embed a batch in one pass (with gradients)."""
+    return _split(model.encode_queries(query_texts(batch)), batch, _products(model, batch, 0, len(batch.titles)))
+
+
+def batch_loss(
+    model: MAKEModel,
+    criterion: MAKELoss,
+    encoded: Encoded,
+    batch: Batch,
+    context: Distributed,
+    gather: Gather = gather_with_grad,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss over the global batch: every rank's rows gathered, product columns put in the
+    targets' order (see data/batches.py)."""
+    queries = _gather(encoded.queries, context, gather)
+    keywords = None if encoded.keywords is None else _gather(encoded.keywords, context, gather)
+    products = _gather(encoded.products, context, gather, batch.pad_columns)
+    if batch.column_order is not None:
+        order = batch.column_order.to(products.vectors.device)
+        products = products.select(order)
+    return criterion(model, queries, products, batch.targets, keywords)
+
+
+def backward(
+    model: MAKEModel, criterion: MAKELoss, batch: Batch, context: Distributed, options: StepOptions | None = None
+) -> dict[str, float]:
+    """Forward and backward of one step (gradient-cached if ``options`` say so); returns the logged
+    loss values."""
+    options = options or StepOptions()
+    if options.grad_cache_chunk:
+        return _backward_grad_cache(model, criterion, batch, context, options)
+    with options.autocast(context.device):
+        loss, logged = batch_loss(model, criterion, encode_batch(model, batch), batch, context)
+    options.scaled(loss).backward()
+    return logged
+
+
+def _backward_grad_cache(
+    model: MAKEModel, criterion: MAKELoss, batch: Batch, context: Distributed, options: StepOptions
+) -> dict[str, float]:
+    """The same gradients as the one-pass step with the activations of at most ``chunk`` rows at a time."""
+    chunk = options.grad_cache_chunk
+    texts, columns = query_texts(batch), len(batch.titles)
+    text_chunks = [(s, min(s + chunk, len(texts))) for s in range(0, len(texts), chunk)]
+    product_chunks = [(s, min(s + chunk, columns)) for s in range(0, columns, chunk)]
+    text_states, product_states = [], []
+    with torch.no_grad(), options.autocast(context.device):
+        text_parts = []
+        for start, stop in text_chunks:
+            text_states.append(_rng_state())
+            text_parts.append(model.encode_queries(texts[start:stop]))
+        product_parts = []
+        for start, stop in product_chunks:
+            product_states.append(_rng_state())
+            product_parts.append(_products(model, batch, start, stop))
+    text_leaf, product_leaf = _leaf(_cat(text_parts), model), _leaf(_cat(product_parts), model)
+    with options.autocast(context.device):
+        loss, logged = batch_loss(model, criterion, _split(text_leaf, batch, product_leaf), batch, context)
+    options.scaled(loss).backward()  # the cached gradients carry the fp16 scale into the towers
+    for (start, stop), state in zip(text_chunks, text_states, strict=True):
+        with _replay(state), options.autocast(context.device):
+            fresh = model.encode_queries(texts[start:stop])
+        _backward_rows(fresh, text_leaf, start, stop)
+    for (start, stop), state in zip(product_chunks, product_states, strict=True):
+        with _replay(state), options.autocast(context.device):
+            fresh = _products(model, batch, start, stop)
+        _backward_rows(fresh, product_leaf, start, stop)
+    return logged
+
+
+def average_gradients(model: torch.nn.Module, context: Distributed) -> None:
+    """Mean of every parameter's gradient over the ranks, in one flat all-reduce (a missing gradient
+    counts as zero, so every rank reduces the same buffer)."""
+    if not context.enabled:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= context.world_size
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def _products(model: MAKEModel, batch: Batch, start: int, stop: int) -> Embedded:
+    return model.encode_products(batch.titles[start:stop], batch.pixels[start:stop], batch.has_image[start:stop])
+
+
+def _split(queries: Embedded, batch: Batch, products: Embedded) -> Encoded:
+    size = len(batch.queries)
+    keywords = queries.rows(size, len(queries.vectors)) if batch.keywords else None
+    return Encoded(queries.rows(0, size), keywords, products)
+
+
+def _gather(embedded: Embedded, context: Distributed, gather: Gather, pad: int = 0) -> Embedded:
+    """Every rank's rows (each padded with ``pad`` zero rows first), in rank order."""
+    if not context.enabled:
+        return embedded
+
+    def one(tensor: torch.Tensor) -> torch.Tensor:
+        if pad:
+            tensor = torch.cat([tensor, tensor.new_zeros(pad, *tensor.shape[1:])])
+        return gather(tensor, context)
+
+    return Embedded(one(embedded.vectors), one(embedded.weights), {m: one(v) for m, v in embedded.parts.items()})
+
+
+def _cat(chunks: list[Embedded]) -> Embedded:
+    return Embedded(
+        torch.cat([c.vectors for c in chunks]),
+        torch.cat([c.weights for c in chunks]),
+        {m: torch.cat([c.parts[m] for c in chunks]) for m in chunks[0].parts},
+    )
+
+
+def _leaf(embedded: Embedded, model: MAKEModel) -> Embedded:
+    """Detached copies that collect d(loss)/d(weights, parts); vectors are rebuilt from them."""
+    parts = {m: v.detach().requires_grad_() for m, v in embedded.parts.items()}
+    return combine(parts, embedded.weights.detach().requires_grad_(), model.modalities)
+
+
+def _backward_rows(fresh: Embedded, leaf: Embedded, start: int, stop: int) -> None:
+    """Back-propagate the cached gradients of rows ``start:stop`` through a fresh forward pass."""
+    outputs, grads = [], []
+    for fresh_tensor, leaf_tensor in [(fresh.weights, leaf.weights)] + [
+        (fresh.parts[m], leaf.parts[m]) for m in fresh.parts
+    ]:
+        if leaf_tensor.grad is not None and fresh_tensor.requires_grad:
+            outputs.append(fresh_tensor)
+            grads.append(leaf_tensor.grad[start:stop].to(fresh_tensor.dtype))
+    if outputs:
+        torch.autograd.backward(outputs, grads)
+
+
+def _rng_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return torch.get_rng_state(), cuda
+
+
+@contextmanager
+def _replay(state: tuple[torch.Tensor, list[torch.Tensor]]) -> Iterator[None]:
+    """Run with the RNG as it was at the first pass (dropout draws the same masks), then restore."""
+    with torch.random.fork_rng(devices=range(len(state[1]))):
+        torch.set_rng_state(state[0])
+        if state[1]:
+            torch.cuda.set_rng_state_all(state[1])
+        yield
