@@ -40,8 +40,11 @@ def test_bf16_with_gradient_caching_trains(tiny_config: Config, data_dir: Path, 
     tiny_config.train.precision, tiny_config.train.grad_cache_chunk = "bf16", 3
     train(tiny_config, data_dir, tmp_path / "run", progress=False)
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [s["loss"] for s in steps if "loss" in s]
-    assert losses and all(math.isfinite(v) for v in losses)
+    logged = [s for s in steps if "loss" in s]
+    assert logged and all(math.isfinite(s["loss"]) for s in logged)
+    # the log carries Modal Adaptation's mean weights, which sum to 1 over the modalities
+    for side in "ab":
+        assert sum(logged[-1][f"{side}_{m}"] for m in ("title", "image", "fused")) == pytest.approx(1.0, abs=0.02)
 
 
 def test_fp16_needs_a_gpu(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:

@@ -83,7 +83,12 @@ def batch_loss(
     if batch.column_order is not None:
         order = batch.column_order.to(products.vectors.device)
         products = products.select(order)
-    return criterion(model, queries, products, batch.targets, keywords)
+    loss, logged = criterion(model, queries, products, batch.targets, keywords)
+    # Modal Adaptation at work: the batch's mean product weight and query weight per modality
+    for i, modality in enumerate(model.modalities):
+        logged[f"b_{modality}"] = float(products.weights[: len(batch.targets.weights), i].detach().mean())
+        logged[f"a_{modality}"] = float(queries.weights[:, i].detach().mean())
+    return loss, logged
 
 
 def backward(
