@@ -81,6 +81,8 @@ def train(
     if seed is not None:
         cfg.train.seed = seed
     result = run_training(cfg, data, out, skip_bad_rows=skip_bad_rows)
+    if not result.main:
+        return
     best = "n/a" if result.best_ndcg is None else f"{result.best_ndcg:.4f}"
     console.print(f"trained {result.steps} steps in {result.seconds:.0f}s; best valid NDCG@10 {best}; run: {out}")
 

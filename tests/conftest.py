@@ -98,10 +98,8 @@ def data_dir(tmp_path: Path) -> Path:
     return make_data_dir(tmp_path / "data")
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     """A 2-layer random BERT with the real MiniLM vocabulary, saved like any local HF folder."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_path("minilm"))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -110,10 +108,17 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:

@@ -3,19 +3,24 @@ process with batch 2B, and the gradient-cached step equals the one-pass step."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import make_batch, tiny_model_config
-from make_retrieval.config import LossConfig
+from conftest import make_batch, save_tiny_bert, tiny_model_config
+from make_retrieval.config import Config, LossConfig
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.distributed import Distributed, init_distributed
+from make_retrieval.train.loop import train
 from make_retrieval.train.step import StepOptions, average_gradients, backward
 
 #: Hard negatives for some queries only, so the two ranks hold different numbers of product columns.
@@ -81,3 +86,29 @@ def test_two_gloo_ranks_equal_one_process_with_the_doubled_batch(
     for result in ranks:
         _assert_same(result["plain"], single)
         _assert_same(result["cached"], single)
+
+
+def test_torchrun_trains_with_two_ranks_like_one_process(data_dir: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 make-retrieval train` with batch 4 logs what one process with
+    batch 8 logs (rank 0 alone writes the run folder). No dropout: the masks of one process drawing
+    8 rows and two drawing 4 each differ, the arithmetic does not."""
+    tiny_config = Config(model=tiny_model_config(save_tiny_bert(tmp_path / "bert", dropout=0.0)))
+    tiny_config.train.max_steps, tiny_config.train.validate, tiny_config.train.log_every = 2, False, 1
+    tiny_config.train.batch_size = 4
+    tiny_config.save(tmp_path / "two.yaml")
+    tiny_config.train.batch_size = 8
+    single = train(tiny_config, data_dir, tmp_path / "one", progress=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += [shutil.which("make-retrieval") or "make-retrieval", "train", "--data", str(data_dir)]
+    command += ["--out", str(tmp_path / "two"), "--config", str(tmp_path / "two.yaml")]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained 2 steps") == 1, "only rank 0 reports"
+    logs = [_losses(tmp_path / run / "metrics.jsonl") for run in ("one", "two")]
+    assert single.steps == 2 and len(logs[0]) == 2
+    for one, two in zip(*logs, strict=True):
+        assert two == pytest.approx(one, rel=1e-4)
+
+
+def _losses(path: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in path.read_text().splitlines() if '"loss"' in line]

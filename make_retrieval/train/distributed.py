@@ -11,6 +11,7 @@ gradient is N times d(loss)/d(local), and DDP's mean over N ranks gives exactly 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -61,7 +62,11 @@ def gather_with_grad(tensor: torch.Tensor, context: Distributed) -> torch.Tensor
     """Concatenate every rank's ``tensor`` (same shape on all ranks) along dim 0, keeping gradients."""
     if not context.enabled:
         return tensor
-    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+    # Deprecated since torch 2.6 in favour of _functional_collectives, whose backward is a
+    # reduce-scatter that gloo lacks; this one falls back to all-to-all on gloo, so CPU jobs work.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated")
+        return torch.cat(dist_fn.all_gather(tensor), dim=0)
 
 
 def gather_detached(tensor: torch.Tensor, context: Distributed) -> torch.Tensor:

@@ -39,6 +39,8 @@ class TrainResult:
     steps: int
     best_ndcg: float | None
     seconds: float
+    #: False on ranks other than 0 of a torchrun job (they write and report nothing)
+    main: bool = True
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -207,7 +209,7 @@ def train(
     if main:
         summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
-    return TrainResult(run_dir, step, best, seconds)
+    return TrainResult(run_dir, step, best, seconds, main)
 
 
 def _step(
