@@ -66,6 +66,9 @@ def train(
         str | None, typer.Option(help="Variant: make, make-no-ma, make-no-ke, text-dual, clip, fusion.")
     ] = None,
     skip_bad_rows: SkipBadRows = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest training state in --out (same config); fresh if none.")
+    ] = False,
 ) -> None:
     """Pre-train the MAKE model (or a baseline variant) on click triples (query, title, image)."""
     from make_retrieval.model.baselines import with_variant
@@ -80,7 +83,7 @@ def train(
         cfg.train.max_steps = max_steps
     if seed is not None:
         cfg.train.seed = seed
-    result = run_training(cfg, data, out, skip_bad_rows=skip_bad_rows)
+    result = run_training(cfg, data, out, skip_bad_rows=skip_bad_rows, resume=resume)
     if not result.main:
         return
     best = "n/a" if result.best_ndcg is None else f"{result.best_ndcg:.4f}"

@@ -113,6 +113,11 @@ class TrainConfig:
     precision: str = "fp32"
     #: Recompute the text and image towers' activations in backward instead of keeping them.
     gradient_checkpointing: bool = False
+    #: Save a full training state (for ``train --resume``) every N steps; one is always saved at each
+    #: epoch end. 0 = epoch ends only.
+    state_every: int = 0
+    #: Training states kept (the newest); older ones are deleted.
+    keep_states: int = 2
     #: Validate after every epoch (keeps best.pt); off, the last epoch's model is the one used.
     validate: bool = True
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from make_retrieval.data.catalog import Catalog, load_image
 from make_retrieval.data.pairs import Clicks
@@ -76,6 +77,27 @@ class ClickDataset(Dataset):
         return self.clicks.queries[i], self.clicks.products[i], self.clicks.weights[i]
 
 
+class EpochBatches(Sampler[list[int]]):
+    """An epoch's shuffled batches of item positions, drawn from ``generator`` exactly as the
+    DataLoader's own RandomSampler + BatchSampler would (same runs, same numbers), plus ``skip``:
+    leading batches to leave out once, for resuming in the middle of an epoch."""
+
+    def __init__(self, size: int, batch_size: int, drop_last: bool, generator: torch.Generator):
+        self.size, self.batch_size, self.drop_last, self.generator = size, batch_size, drop_last, generator
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip, 0
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        for k in range(skip, len(self)):
+            yield order[k * self.batch_size : (k + 1) * self.batch_size]
+        # RandomSampler draws one more permutation before it stops; keep the generator in step
+        torch.randperm(self.size, generator=self.generator)
+
+
 class BatchBuilder:
     """``collate_fn``: adds mined hard negatives, computes positive / excluded masks, decodes images.
 
@@ -97,16 +119,22 @@ class BatchBuilder:
         self.catalog, self.keywords, self.similar_threshold = catalog, keywords, similar_threshold
         self.image_size, self.rank, self.world_size = image_size, rank, world_size
         self.hard_negatives: dict[str, list[int]] = {}
-        self.rng = random.Random(0)
+        self.seed = 0
 
     def set_hard_negatives(self, candidates: dict[str, list[int]], seed: int) -> None:
-        """Per-query candidate products to draw one hard negative from (see train/hard_negatives.py)."""
-        self.hard_negatives, self.rng = candidates, random.Random(seed)
+        """Per-query candidate products to draw one hard negative from (see train/hard_negatives.py).
+        The draw depends only on (seed, query, product), not on batch order or worker process, so a
+        resumed run draws what the uninterrupted one drew."""
+        self.hard_negatives, self.seed = candidates, seed
+
+    def _draw(self, query: str, product: int) -> int | None:
+        candidates = self.hard_negatives.get(query)
+        return random.Random(f"{self.seed}:{query}:{product}").choice(candidates) if candidates else None
 
     def __call__(self, items: list[Item]) -> Batch:
         queries = [q for q, _, _ in items]
         size = len(items)
-        drawn = [self.rng.choice(c) if c else None for c in (self.hard_negatives.get(q) for q in queries)]
+        drawn = [self._draw(q, p) for q, p, _ in items]
         hard = [p for p in drawn if p is not None]
         columns = [p for _, p, _ in items] + hard
         ids = torch.tensor(columns)

@@ -3,6 +3,7 @@ whole catalog and atomic checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -17,14 +18,14 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from make_retrieval.config import Config, ConfigError
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import OBJECTIVES, MAKEModel
 from make_retrieval.retrieval import exact_retriever
-from make_retrieval.train.checkpoint import clear_checkpoints, save_checkpoint
+from make_retrieval.train.checkpoint import clear_checkpoints, latest_state, save_checkpoint, save_state
 from make_retrieval.train.distributed import Distributed, init_distributed
 from make_retrieval.train.hard_negatives import mine_hard_negatives
 from make_retrieval.train.image_warmup import warm_up_image_tower
@@ -63,18 +64,21 @@ def _optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
 
 
 class MetricsLog:
-    """Append-only JSONL log; one object per line. ``None``: a rank other than 0, which writes nothing."""
+    """Append-only JSONL log; one object per line. ``None``: a rank other than 0, which writes nothing.
+    ``keep_lines``: a resumed run keeps the lines written up to its state and drops the rest."""
 
-    def __init__(self, path: Path | None):
-        self.path = path
+    def __init__(self, path: Path | None, keep_lines: int = 0):
+        self.path, self.lines = path, keep_lines
         if path is not None:
-            path.write_text("")
+            kept = path.read_text().splitlines(keepends=True)[:keep_lines] if keep_lines else []
+            path.write_text("".join(kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.lines += 1
 
 
 def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, float]:
@@ -88,18 +92,27 @@ def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, flo
 
 
 def train(
-    config: Config, data_dir: Path | str, run_dir: Path | str, skip_bad_rows: bool = False, progress: bool = True
+    config: Config,
+    data_dir: Path | str,
+    run_dir: Path | str,
+    skip_bad_rows: bool = False,
+    progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
     """Train MAKE on ``data_dir`` and leave everything in ``run_dir`` (see train/checkpoint.py).
 
-    Under ``torchrun`` every rank runs this; rank 0 alone writes files and validates."""
+    Under ``torchrun`` every rank runs this; rank 0 alone writes files and validates. ``resume``
+    continues from the run's newest training state (the same config is required), so that the
+    metrics log ends as an uninterrupted run's would; without a state it starts afresh."""
     started = time.time()
     context = init_distributed()
     main = context.is_main
     run_dir = Path(run_dir)
+    state = _resumable_state(run_dir, config) if resume else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        clear_checkpoints(run_dir)
+        if state is None:
+            clear_checkpoints(run_dir)
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     assert data.train is not None
@@ -121,15 +134,16 @@ def train(
     model = MAKEModel(config.model, config.loss.init_temperature).to(context.device)
     if config.train.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    log = MetricsLog(run_dir / "metrics.jsonl" if main else None)
-    warmup = warm_up_image_tower(
-        model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
-        generator, progress,
-    )
-    if warmup:
-        last = warmup[-10:]
-        losses = {"steps": len(warmup), "first": warmup[0], "last10": sum(last) / len(last)}
-        log.write({"step": 0, "event": "image_warmup", **losses})
+    log = MetricsLog(run_dir / "metrics.jsonl" if main else None, keep_lines=state["log_lines"] if state else 0)
+    if state is None:
+        warmup = warm_up_image_tower(
+            model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
+            generator, progress,
+        )
+        if warmup:
+            last = warmup[-10:]
+            losses = {"steps": len(warmup), "first": warmup[0], "last10": sum(last) / len(last)}
+            log.write({"step": 0, "event": "image_warmup", **losses})
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
     collate = BatchBuilder(
@@ -137,11 +151,10 @@ def train(
     )
     # every rank draws the same global batch (same seed) and keeps its slice: see train/distributed.py
     global_batch = config.train.batch_size * context.world_size
+    batches = EpochBatches(len(data.train), global_batch, len(data.train) > global_batch, generator)
     loader = DataLoader(
         ClickDataset(data.train),
-        batch_size=global_batch,
-        shuffle=True,
-        drop_last=len(data.train) > global_batch,
+        batch_sampler=batches,
         generator=generator,
         num_workers=config.train.num_workers,
         collate_fn=collate,
@@ -154,18 +167,31 @@ def train(
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.train.warmup_steps, total // 5), total)
     has_valid = config.train.validate and "valid" in data.judgements
     best: float | None = None
-    step = 0
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress)
-    for epoch in range(config.train.epochs):
+    step, first_epoch, done_in_epoch = 0, 0, 0
+    candidates: dict[str, list[int]] = {}
+    if state is not None:
+        _restore(state, model, optimizer, scheduler, options)
+        step, first_epoch, done_in_epoch, best = state["step"], state["epoch"], state["done_in_epoch"], state["best"]
+        candidates = state["hard_negatives"]
+        generator.set_state(state["epoch_generator"])
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress)
+    for epoch in range(first_epoch, config.train.epochs):
+        if step >= total:
+            break
+        epoch_generator = generator.get_state()
         if config.train.hard_negatives:
-            candidates = mine_hard_negatives(model, data.catalog, data.train, config.train.hard_negative_depth)
+            if not (epoch == first_epoch and state is not None):
+                candidates = mine_hard_negatives(model, data.catalog, data.train, config.train.hard_negative_depth)
+                model.train()
+                log.write({"step": step, "epoch": epoch, "event": "hard_negatives", "queries": len(candidates)})
             collate.set_hard_negatives(candidates, config.train.seed + epoch)
-            model.train()
-            log.write({"step": step, "epoch": epoch, "event": "hard_negatives", "queries": len(candidates)})
+        batches.skip = done_in_epoch if epoch == first_epoch else 0
+        done_in_epoch = batches.skip
         window_start, window_samples = time.time(), 0
         for batch in loader:
             logged = _step(model, criterion, optimizer, scheduler, batch, context, options)
             step += 1
+            done_in_epoch += 1
             window_samples += len(batch.queries) * context.world_size
             bar.update(1)
             bar.set_postfix(loss=f"{logged['loss']:.3f}")
@@ -182,13 +208,16 @@ def train(
                     }
                 )
                 window_start, window_samples = time.time(), 0
+            every = config.train.state_every
+            if main and every and step % every == 0 and step < total and done_in_epoch < steps_per_epoch:
+                position = {"step": step, "epoch": epoch, "done_in_epoch": done_in_epoch, "best": best}
+                _save_state(run_dir, config, model, optimizer, scheduler, options, position, epoch_generator,
+                            candidates, log)
             if step >= total:
                 break
         record: dict[str, Any] = {"step": step, "epoch": epoch, "event": "epoch_end"}
         if not main:
             context.barrier()  # rank 0 validates and writes the checkpoints
-            if step >= total:
-                break
             continue
         if has_valid:
             metrics = validate(model, data, config.train.max_valid_queries)
@@ -201,15 +230,79 @@ def train(
         if score is not None and (best is None or score > best):
             best = score
             save_checkpoint(run_dir / "best.pt", model, info)
+        # the next epoch starts from here: its generator state is the current one
+        position = {"step": step, "epoch": epoch + 1, "done_in_epoch": 0, "best": best}
+        _save_state(run_dir, config, model, optimizer, scheduler, options, position, generator.get_state(), {}, log)
         context.barrier()
-        if step >= total:
-            break
     bar.close()
     seconds = time.time() - started
     if main:
         summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(run_dir, step, best, seconds, main)
+
+
+def _resumable_state(run_dir: Path, config: Config) -> dict[str, Any] | None:
+    """The newest state of ``run_dir`` if it was trained with ``config`` (else a ConfigError)."""
+    state = latest_state(run_dir)
+    if state is None:
+        return None
+    if state["config"] != dataclasses.asdict(config):
+        raise ConfigError(f"{run_dir}: the config differs from the one the run was trained with; cannot resume")
+    return state
+
+
+def _save_state(
+    run_dir: Path,
+    config: Config,
+    model: MAKEModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    options: StepOptions,
+    position: dict[str, Any],
+    epoch_generator: torch.Tensor,
+    candidates: dict[str, list[int]],
+    log: MetricsLog,
+) -> None:
+    """Everything a resumed run needs to continue exactly where this one is."""
+    state = {
+        **position,
+        "config": dataclasses.asdict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": options.scaler.state_dict() if options.scaler is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+        },
+        "epoch_generator": epoch_generator,
+        "hard_negatives": candidates,
+        "log_lines": log.lines,
+    }
+    save_state(run_dir, position["step"], state, config.train.keep_states)
+
+
+def _restore(
+    state: dict[str, Any],
+    model: MAKEModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    options: StepOptions,
+) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if options.scaler is not None and state["scaler"] is not None:
+        options.scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"]:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
 
 
 def _step(
