@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -111,6 +112,7 @@ def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
     )
+    torch.manual_seed(0)  # the same tiny BERT in every session: tests must not depend on the draw
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -51,7 +50,7 @@ def _assert_same(got: dict[str, object], want: dict[str, object]) -> None:
         assert got["logged"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
     assert want["grads"].keys() <= got["grads"].keys()
     for name, grad in want["grads"].items():
-        torch.testing.assert_close(got["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(got["grads"][name], grad, rtol=1e-4, atol=2e-5, msg=name)
 
 
 def _rank(rank: int, port: int, bert: Path, data_dir: Path, out: Path) -> None:
@@ -99,7 +98,7 @@ def test_torchrun_trains_with_two_ranks_like_one_process(data_dir: Path, tmp_pat
     tiny_config.train.batch_size = 8
     single = train(tiny_config, data_dir, tmp_path / "one", progress=False)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += [shutil.which("make-retrieval") or "make-retrieval", "train", "--data", str(data_dir)]
+    command += ["-m", "make_retrieval.cli", "train", "--data", str(data_dir)]
     command += ["--out", str(tmp_path / "two"), "--config", str(tmp_path / "two.yaml")]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -33,7 +33,7 @@ def test_gradient_checkpointing_keeps_the_gradients(tiny_bert: Path, data_dir: P
     plain, checkpointed = _grads(tiny_bert, data_dir, False), _grads(tiny_bert, data_dir, True)
     assert plain.keys() == checkpointed.keys()
     for name, grad in plain.items():
-        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=2e-5, msg=name)
 
 
 def test_bf16_with_gradient_caching_trains(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
