@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from make_retrieval.benchmark import _finished
+from make_retrieval.benchmark import RECORD, _finished
 from make_retrieval.cli import app
 from make_retrieval.config import Config
 from make_retrieval.model.baselines import with_variant
@@ -41,6 +41,14 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     again = CliRunner().invoke(app, [*args, "--models", "clip,make", "--seeds", "2"])
     assert again.exit_code == 0 and again.output.count("finished earlier, reused") == 4, again.output
     assert json.loads((out / "results.json").read_text()) == records[1:]
+    # a record written before a config key existed is read with that key's default, and reused
+    record_path = out / "make" / "seed0" / RECORD
+    payload = json.loads(record_path.read_text())
+    del payload["config"]["train"]["keep_states"]
+    record_path.write_text(json.dumps(payload))
+    same = with_variant(tiny_config, "make")
+    same.train.seed, same.train.validate = 0, False
+    assert _finished(out / "make" / "seed0", same) is not None
     changed = with_variant(tiny_config, "make")
     changed.train.seed, changed.train.max_steps = 0, 2
     assert _finished(out / "make" / "seed0", changed) is None, "a changed config is trained again"
