@@ -63,8 +63,10 @@ def query_texts(batch: Batch) -> list[str]:
 
 
 def encode_batch(model: MAKEModel, batch: Batch) -> Encoded:
-    """Embed a batch in one pass (with gradients)."""
-    return _split(model.encode_queries(query_texts(batch)), batch, _products(model, batch, 0, len(batch.titles)))
+    """Embed a batch in one pass (with gradients). Products first: dropout then draws its masks in
+    the order earlier versions did, so a seed gives the numbers it gave before."""
+    products = _products(model, batch, 0, len(batch.titles))
+    return _split(model.encode_queries(query_texts(batch)), batch, products)
 
 
 def batch_loss(
