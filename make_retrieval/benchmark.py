@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from make_retrieval.config import Config, ConfigError, update
+from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.model.baselines import VARIANTS, with_variant
@@ -112,10 +112,7 @@ def _finished(run_dir: Path, config: Config) -> RunRecord | None:
     if not path.is_file():
         return None
     payload = json.loads(path.read_text())
-    # read through the dataclasses: keys added since the record was written take their defaults
-    # (which keep earlier behaviour), so a newer version still reuses it
-    saved = update(Config(), payload.get("config", {}), str(path))
-    if dataclasses.asdict(saved) != dataclasses.asdict(config):
+    if not config.matches(payload.get("config", {}), str(path)):
         return None
     return RunRecord(**payload["record"])
 

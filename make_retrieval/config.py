@@ -146,6 +146,11 @@ class Config:
             raise ConfigError(f"{path}: not valid YAML: {error}") from error
         return update(cls(), raw, str(path))
 
+    def matches(self, saved: dict[str, Any], where: str) -> bool:
+        """Whether ``saved`` (a config written by an earlier run) equals this one. It is read through
+        the dataclasses, so keys added since then take their defaults (which keep earlier behaviour)."""
+        return dataclasses.asdict(update(Config(), saved, where)) == dataclasses.asdict(self)
+
     def save(self, path: str | Path) -> None:
         """Write the resolved config as YAML (a run directory keeps it to rebuild the model)."""
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))

@@ -68,11 +68,3 @@ def gather_with_grad(tensor: torch.Tensor, context: Distributed) -> torch.Tensor
         warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated")
         return torch.cat(dist_fn.all_gather(tensor), dim=0)
 
-
-def gather_detached(tensor: torch.Tensor, context: Distributed) -> torch.Tensor:
-    """Concatenate every rank's ``tensor`` along dim 0, without gradients (gradient caching)."""
-    if not context.enabled:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)

@@ -247,7 +247,7 @@ def _resumable_state(run_dir: Path, config: Config) -> dict[str, Any] | None:
     state = latest_state(run_dir)
     if state is None:
         return None
-    if state["config"] != dataclasses.asdict(config):
+    if not config.matches(state["config"], str(run_dir)):
         raise ConfigError(f"{run_dir}: the config differs from the one the run was trained with; cannot resume")
     return state
 

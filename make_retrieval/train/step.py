@@ -11,7 +11,7 @@ and loss and gradients equal the one-pass step's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -21,8 +21,6 @@ from make_retrieval.data.batches import Batch
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import Embedded, MAKEModel, combine
 from make_retrieval.train.distributed import Distributed, gather_with_grad
-
-Gather = Callable[[torch.Tensor, Distributed], torch.Tensor]
 
 #: autocast dtypes by ``train.precision``; fp32 runs without autocast.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,13 +73,12 @@ def batch_loss(
     encoded: Encoded,
     batch: Batch,
     context: Distributed,
-    gather: Gather = gather_with_grad,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss over the global batch: every rank's rows gathered, product columns put in the
     targets' order (see data/batches.py)."""
-    queries = _gather(encoded.queries, context, gather)
-    keywords = None if encoded.keywords is None else _gather(encoded.keywords, context, gather)
-    products = _gather(encoded.products, context, gather, batch.pad_columns)
+    queries = _gather(encoded.queries, context)
+    keywords = None if encoded.keywords is None else _gather(encoded.keywords, context)
+    products = _gather(encoded.products, context, batch.pad_columns)
     if batch.column_order is not None:
         order = batch.column_order.to(products.vectors.device)
         products = products.select(order)
@@ -168,7 +165,7 @@ def _split(queries: Embedded, batch: Batch, products: Embedded) -> Encoded:
     return Encoded(queries.rows(0, size), keywords, products)
 
 
-def _gather(embedded: Embedded, context: Distributed, gather: Gather, pad: int = 0) -> Embedded:
+def _gather(embedded: Embedded, context: Distributed, pad: int = 0) -> Embedded:
     """Every rank's rows (each padded with ``pad`` zero rows first), in rank order."""
     if not context.enabled:
         return embedded
@@ -176,7 +173,7 @@ def _gather(embedded: Embedded, context: Distributed, gather: Gather, pad: int =
     def one(tensor: torch.Tensor) -> torch.Tensor:
         if pad:
             tensor = torch.cat([tensor, tensor.new_zeros(pad, *tensor.shape[1:])])
-        return gather(tensor, context)
+        return gather_with_grad(tensor, context)
 
     return Embedded(one(embedded.vectors), one(embedded.weights), {m: one(v) for m, v in embedded.parts.items()})
 
