@@ -162,13 +162,17 @@ class BatchBuilder:
             weights=torch.tensor([w for _, _, w in items], dtype=torch.float32),
         )
         if self.world_size == 1:
-            return self._batch(queries, keyword_texts, columns, targets)
+            return self._batch(queries, keyword_texts, columns, list(range(len(columns))), targets)
         return self._rank_slice(queries, keyword_texts, columns, [p is not None for p in drawn], targets)
 
-    def _batch(self, queries: list[str], keywords: list[str], columns: list[int], targets: Targets) -> Batch:
-        pixels = torch.stack([load_pixels(self.catalog, p, self.image_size) for p in columns])
-        has_image = torch.tensor([self.catalog.images[p] is not None for p in columns])
-        return Batch(queries, [self.catalog.titles[p] for p in columns], keywords, pixels, has_image, targets)
+    def _batch(
+        self, queries: list[str], keywords: list[str], columns: list[int], picked: list[int], targets: Targets
+    ) -> Batch:
+        """The batch over product columns ``picked`` (positions in ``columns``, the global column list)."""
+        products = [columns[i] for i in picked]
+        pixels = torch.stack([load_pixels(self.catalog, p, self.image_size) for p in products])
+        titles = [self.catalog.titles[p] for p in products]
+        return Batch(queries, titles, keywords, pixels, targets.has_image[picked], targets)
 
     def _rank_slice(
         self, queries: list[str], keywords: list[str], columns: list[int], drew: list[bool], targets: Targets
@@ -190,8 +194,8 @@ class BatchBuilder:
             for j, column in enumerate(hard):
                 order[column] = r * width + local + j
         rows = slice(self.rank * local, (self.rank + 1) * local)
-        mine = [columns[i] for i in range(rows.start, rows.stop)] + [columns[c] for c in per_rank[self.rank]]
-        batch = self._batch(queries[rows], keywords[rows], mine, targets)
+        mine = [*range(rows.start, rows.stop), *per_rank[self.rank]]
+        batch = self._batch(queries[rows], keywords[rows], columns, mine, targets)
         batch.pad_columns, batch.column_order = width - len(mine), order
         return batch
 
