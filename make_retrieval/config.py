@@ -84,7 +84,10 @@ class LossConfig:
     keyword_product: float = 0.5
     query_keyword: float = 0.25
     init_temperature: float = 0.05
-    #: Jaccard overlap of two queries' terms from which they count as similar (KE part 3).
+    #: Which in-batch queries count as similar (KE part 3; data/batches.py SimilarQueries): "subset"
+    #: (a query's terms all in the other's) or "jaccard" (symmetric overlap, our first reading).
+    similar_query_rule: str = "subset"
+    #: Jaccard overlap of two queries' terms from which they count as similar.
     similar_query_threshold: float = 0.5
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextEncoderConfig
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.encoders import resolve_text_path
 from make_retrieval.model.keywords import KeywordExtractor
@@ -79,6 +79,7 @@ def make_batch(
     hard_negatives: dict[str, list[int]] | None = None,
     rank: int = 0,
     world_size: int = 1,
+    similar: SimilarQueries | None = None,
 ) -> Batch:
     """The first ``size`` click pairs of ``data_dir`` collated as in training (with KE masks and
     mined hard negatives if asked); with ``world_size`` > 1, rank ``rank``'s slice of them."""
@@ -88,7 +89,7 @@ def make_batch(
     if keywords:
         extractor = KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4)
     dataset = ClickDataset(data.train)
-    builder = BatchBuilder(data.catalog, extractor, 0.5, image_size, rank, world_size)
+    builder = BatchBuilder(data.catalog, extractor, similar or SimilarQueries(), image_size, rank, world_size)
     if hard_negatives:
         builder.set_hard_negatives(hard_negatives, seed=0)
     return builder([dataset[i] for i in range(size)])

@@ -9,6 +9,7 @@ import torch
 
 from conftest import make_batch, tiny_model_config
 from make_retrieval.config import ConfigError, LossConfig
+from make_retrieval.data.batches import SimilarQueries
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor, tokenize
 from make_retrieval.model.make import MAKEModel
@@ -100,11 +101,15 @@ def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir:
     assert enhanced.targets.positives[0, 2] == 1, "same query: a positive with KE"
     assert enhanced.targets.positives[1, 4] == 0  # 'shirt' vs 'red heels' share nothing
     assert enhanced.targets.positives[0, 1] == 1  # same product
-    assert enhanced.targets.positives[0, 3] == pytest.approx(0.5)  # 'red shirt' vs 'shirt': Jaccard 1/2
+    # subset rule: a 'red shirt' product fits 'shirt' (weight 1/2), a 'shirt' product need not be red
+    assert enhanced.targets.positives[1, 2] == pytest.approx(0.5)
+    assert enhanced.targets.positives[0, 3] == 0
     assert plain.targets.positives[0, 3] == 0
     # 'shirt' (item 1) is covered by the keywords of p001 (item 2): never its negative with KE
     assert enhanced.targets.excluded[1, 2] and not plain.targets.excluded[1, 2]
     assert enhanced.targets.weights.tolist() == [1.0] * 8
+    symmetric = make_batch(data_dir, True, similar=SimilarQueries("jaccard"))
+    assert symmetric.targets.positives[0, 3] == symmetric.targets.positives[1, 2] == pytest.approx(0.5)
     assert plain.keywords == [] and enhanced.keywords[0].split() == ["brand0", "red", "shirt", "classic"]
 
     torch.manual_seed(0)
@@ -184,3 +189,13 @@ def test_text_encoder_truncates_and_freezes_layers(tiny_bert: Path) -> None:
     assert trainable and all(n.startswith("model.encoder.layer.1.") for n in trainable)
     with pytest.raises(FileNotFoundError, match=r"has no config\.json"):
         TextEncoder(TextEncoderConfig(path=str(tiny_bert / "absent")))
+
+
+def test_similar_query_rules() -> None:
+    subset, jaccard = SimilarQueries("subset"), SimilarQueries("jaccard")
+    red, blue, shirt = {"men", "red", "shirt"}, {"men", "blue", "shirt"}, {"men", "shirt"}
+    assert jaccard.weight(red, blue) == pytest.approx(0.5) and subset.weight(red, blue) == 0
+    assert subset.weight(shirt, red) == pytest.approx(2 / 3) and subset.weight(red, shirt) == 0
+    assert SimilarQueries("subset", 0.7).weight(shirt, red) == 0, "below the threshold"
+    with pytest.raises(ConfigError, match="similar_query_rule"):
+        SimilarQueries("cosine")

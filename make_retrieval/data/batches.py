@@ -2,8 +2,8 @@
 
 The masks carry the false-negative handling of METHOD.md. Always: a product clicked by the same
 query elsewhere in the batch is not a negative. With Keyword Enhancement (part 3): identical queries
-share positives, queries whose terms overlap (Jaccard >= threshold) are weighted positives of each
-other's products, and a product whose keywords cover every query term is never a negative.
+share positives, similar queries (see ``similar_weight``) are weighted positives of one another's
+products, and a product whose keywords cover every query term is never a negative.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from make_retrieval.config import ConfigError
 from make_retrieval.data.catalog import Catalog, load_image
 from make_retrieval.data.pairs import Clicks
 from make_retrieval.losses import Targets
@@ -24,6 +25,35 @@ from make_retrieval.model.keywords import KeywordExtractor, tokenize
 
 #: (query, product position, click weight)
 Item = tuple[str, int, float]
+
+
+@dataclass(frozen=True)
+class SimilarQueries:
+    """KE part 3: how much query ``b``'s clicked product counts as a positive of query ``a``.
+
+    ``jaccard`` (our first reading of METHOD.md) is symmetric: Jaccard(a, b) when it reaches the
+    threshold. It makes "men red shirt" and "men blue shirt" positives of each other (1/2) although
+    neither's product fits the other; on the demo catalog about 19 such pairs fall in every batch of
+    64. ``subset`` keeps only pairs where every term of ``a`` is in ``b``: the more specific query's
+    product also fits the broader one ("casual shirt" <- "black casual shirt"), weighted |a|/|b|.
+    """
+
+    rule: str = "subset"
+    threshold: float = 0.5
+
+    RULES = ("subset", "jaccard")
+
+    def __post_init__(self) -> None:
+        if self.rule not in self.RULES:
+            raise ConfigError(f"loss.similar_query_rule: choose one of {list(self.RULES)}, got '{self.rule}'")
+
+    def weight(self, a: set[str], b: set[str]) -> float:
+        """Positive weight of ``b``'s product for query ``a`` (0: not similar)."""
+        union = a | b
+        if not union or (self.rule == "subset" and not a <= b):
+            return 0.0
+        overlap = len(a & b) / len(union)
+        return overlap if overlap >= self.threshold else 0.0
 
 
 @dataclass
@@ -111,12 +141,12 @@ class BatchBuilder:
         self,
         catalog: Catalog,
         keywords: KeywordExtractor | None,
-        similar_threshold: float,
+        similar: SimilarQueries,
         image_size: int,
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.catalog, self.keywords, self.similar_threshold = catalog, keywords, similar_threshold
+        self.catalog, self.keywords, self.similar = catalog, keywords, similar
         self.image_size, self.rank, self.world_size = image_size, rank, world_size
         self.hard_negatives: dict[str, list[int]] = {}
         self.seed = 0
@@ -210,9 +240,6 @@ class BatchBuilder:
         for i in range(size):
             for j, product in enumerate(columns):
                 if j < size:
-                    union = terms[i] | terms[j]
-                    overlap = len(terms[i] & terms[j]) / len(union) if union else 0.0
-                    if overlap >= self.similar_threshold:
-                        similar[i, j] = overlap
+                    similar[i, j] = self.similar.weight(terms[i], terms[j])
                 covered[i, j] = self.keywords.covers(product, terms[i])
         return torch.maximum(same_product, similar), covered

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from make_retrieval.config import Config, ConfigError
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.losses import MAKELoss
@@ -107,6 +107,7 @@ def train(
     started = time.time()
     context = init_distributed()
     main = context.is_main
+    similar = SimilarQueries(config.loss.similar_query_rule, config.loss.similar_query_threshold)
     run_dir = Path(run_dir)
     state = _resumable_state(run_dir, config) if resume else None
     if main:
@@ -146,9 +147,7 @@ def train(
             log.write({"step": 0, "event": "image_warmup", **losses})
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
-    collate = BatchBuilder(
-        data.catalog, keywords, config.loss.similar_query_threshold, model.image_size, context.rank, context.world_size
-    )
+    collate = BatchBuilder(data.catalog, keywords, similar, model.image_size, context.rank, context.world_size)
     # every rank draws the same global batch (same seed) and keeps its slice: see train/distributed.py
     global_batch = config.train.batch_size * context.world_size
     batches = EpochBatches(len(data.train), global_batch, len(data.train) > global_batch, generator)
