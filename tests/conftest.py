@@ -71,6 +71,18 @@ def make_data_dir(root: Path, ext: str = ".parquet") -> Path:
     return root
 
 
+def shard_train(data_dir: Path, shards: int = 3, group_rows: int = 5) -> Path:
+    """Replace ``train.parquet`` by ``train/`` shards with small row groups (streamed by data/stream.py)."""
+    table = pq.read_table(data_dir / "train.parquet")
+    (data_dir / "train").mkdir()
+    size = -(-table.num_rows // shards)
+    for n in range(shards):
+        shard = data_dir / "train" / f"part-{n:05d}.parquet"
+        pq.write_table(table.slice(n * size, size), shard, row_group_size=group_rows)
+    (data_dir / "train.parquet").unlink()
+    return data_dir
+
+
 def make_batch(
     data_dir: Path,
     keywords: bool,
@@ -87,7 +99,8 @@ def make_batch(
     assert data.train is not None
     extractor = None
     if keywords:
-        extractor = KeywordExtractor.fit(data.catalog.titles, data.train.queries, data.train.products, 4)
+        clicks = zip(data.train.queries, data.train.products, strict=True)
+        extractor = KeywordExtractor.fit(data.catalog.titles, clicks, 4)
     dataset = ClickDataset(data.train)
     builder = BatchBuilder(data.catalog, extractor, similar or SimilarQueries(), image_size, rank, world_size)
     if hard_negatives:

@@ -127,7 +127,7 @@ def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir:
 
 def test_keywords_prefer_clicked_terms_and_fall_back_to_idf() -> None:
     titles = ["Acme Navy Blue Cotton Shirt", "Zeta Navy Cotton Trousers", "Acme Cotton Socks"]
-    extractor = KeywordExtractor.fit(titles, ["blue shirt", "navy shirt", "shirt"], [0, 0, 0], num_keywords=2)
+    extractor = KeywordExtractor.fit(titles, [("blue shirt", 0), ("navy shirt", 0), ("shirt", 0)], num_keywords=2)
     # shirt: 3 clicks; blue and navy: 1 click each, blue is rarer in titles (higher IDF); title order kept
     assert extractor.keywords[0] == ["blue", "shirt"]
     assert extractor.keywords[1] == ["zeta", "trousers"]  # no clicks: rarest terms

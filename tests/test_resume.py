@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import save_tiny_bert, tiny_model_config
+from conftest import save_tiny_bert, shard_train, tiny_model_config
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.train.checkpoint import STATES
 from make_retrieval.train.loop import train
@@ -46,11 +46,16 @@ def _assert_same_log(got: list[dict], want: list[dict]) -> None:
             assert a[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
 
 
-@pytest.mark.parametrize("hard_negatives", [False, True])
-def test_sigkill_then_resume_gives_the_uninterrupted_log(data_dir: Path, tmp_path: Path, hard_negatives: bool) -> None:
+@pytest.mark.parametrize(("hard_negatives", "shards"), [(False, False), (True, False), (False, True)])
+def test_sigkill_then_resume_gives_the_uninterrupted_log(
+    data_dir: Path, tmp_path: Path, hard_negatives: bool, shards: bool
+) -> None:
     config = _config(tmp_path, hard_negatives)
+    if shards:  # streamed from train/*.parquet, images decoded in 2 worker processes
+        shard_train(data_dir)
+        config.train.num_workers = 2
     config.save(tmp_path / "config.yaml")
-    # 32 pairs / 8 = 4 steps per epoch: states after steps 2, 4 (epoch end), 6, 8 (epoch end)
+    # 64 pairs / 8 = 8 steps per epoch: states after steps 2, 4, 6, 8 (epoch end)
     train(config, data_dir, tmp_path / "whole", progress=False)
     whole = _log(tmp_path / "whole")
     assert sum(1 for r in whole if "loss" in r) == STEPS
@@ -71,6 +76,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_log(data_dir: Path, tmp_pat
 
     train(config, data_dir, run, progress=False, resume=True)
     _assert_same_log(_log(run), whole)
+
+
+def test_shards_refuse_hard_negative_mining(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        train(_config(tmp_path, True), shard_train(data_dir), tmp_path / "run", progress=False)
 
 
 def test_resume_refuses_another_config(data_dir: Path, tmp_path: Path) -> None:

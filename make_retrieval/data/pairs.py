@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from make_retrieval.data.catalog import Catalog, load_catalog
-from make_retrieval.data.tables import DataError, LoadReport, find_table, parse_rows, text_field
+from make_retrieval.data.tables import DataError, LoadReport, find_shards, find_table, parse_rows, text_field
 
 
 @dataclass
@@ -30,17 +30,17 @@ _INTEGER = re.compile(r"\+?\d+(\.0*)?")
 Judgements = dict[str, dict[str, int]]
 
 
+#: Columns a click table must have (``weight`` is optional).
+CLICK_COLUMNS = ("query", "product_id")
+
+
 def load_clicks(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Clicks:
     """Read ``train.*``: columns query, product_id and optional positive weight."""
 
     def parse(number: int, row: dict[str, Any]) -> tuple[str, int, float]:
-        return (
-            text_field(path, number, row, "query"),
-            _known_product(path, number, row, catalog),
-            _weight(path, number, row),
-        )
+        return parse_click(path, number, row, catalog)
 
-    rows = list(parse_rows(path, ("query", "product_id"), parse, report, skip_bad_rows))
+    rows = list(parse_rows(path, CLICK_COLUMNS, parse, report, skip_bad_rows))
     if not rows:
         raise DataError(path, "no training pairs")
     return Clicks([q for q, _, _ in rows], [p for _, p, _ in rows], [w for _, _, w in rows])
@@ -69,6 +69,12 @@ def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_r
     if not judged:
         raise DataError(path, "no judged queries")
     return judged
+
+
+def parse_click(path: Path, number: int, row: dict[str, Any], catalog: Catalog) -> tuple[str, int, float]:
+    """One click row as (query, product position, weight); a DataError names file, row and field."""
+    query = text_field(path, number, row, "query")
+    return query, _known_product(path, number, row, catalog), _weight(path, number, row)
 
 
 def _known_product(path: Path, number: int, row: dict[str, Any], catalog: Catalog) -> int:
@@ -110,6 +116,8 @@ class DataDir:
     report: LoadReport
     train: Clicks | None
     judgements: dict[str, Judgements]
+    #: ``train/*.parquet`` shards, streamed by data/stream.py instead of loading ``train`` (then None)
+    train_shards: list[Path] | None = None
 
 
 def load_data_dir(
@@ -119,6 +127,7 @@ def load_data_dir(
     check_images: bool = True,
 ) -> DataDir:
     """Load ``products`` plus the named splits; ``train`` is read as clicks, the others as judgements.
+    A ``train/`` folder of Parquet shards is only listed: training streams it (data/stream.py).
 
     A split that is absent is skipped unless it is ``train`` and was asked for: training needs it.
     """
@@ -128,8 +137,11 @@ def load_data_dir(
     report = LoadReport()
     catalog = load_catalog(root, report, skip_bad_rows, check_images)
     train = None
+    shards = find_shards(root) if "train" in splits else None
     judgements: dict[str, Judgements] = {}
     for split in splits:
+        if split == "train" and shards:
+            continue
         path = find_table(root, split, required=split == "train")
         if path is None:
             continue
@@ -137,4 +149,4 @@ def load_data_dir(
             train = load_clicks(path, catalog, report, skip_bad_rows)
         else:
             judgements[split] = load_judgements(path, catalog, report, skip_bad_rows)
-    return DataDir(root, catalog, report, train, judgements)
+    return DataDir(root, catalog, report, train, judgements, shards)

@@ -84,6 +84,21 @@ def find_table(data_dir: Path, name: str, required: bool = True) -> Path | None:
     return None
 
 
+#: The folder of a data directory that holds training shards (instead of a ``train.*`` table).
+SHARD_FOLDER = "train"
+
+
+def find_shards(data_dir: Path) -> list[Path] | None:
+    """The sorted ``train/*.parquet`` shards of ``data_dir`` (data/stream.py), or None without that folder."""
+    folder = data_dir / SHARD_FOLDER
+    if not folder.is_dir():
+        return None
+    shards = sorted(folder.glob("*.parquet"))
+    if not shards:
+        raise DataError(folder, "training shard folder holds no .parquet files")
+    return shards
+
+
 def read_rows(path: Path, required_columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(row_number, row)`` for every data row of ``path``; row numbers start at 1."""
     try:

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 # A CJK ideograph / kana / hangul character is a token on its own; other scripts split on non-word runs.
@@ -34,18 +34,18 @@ class KeywordExtractor:
     def fit(
         cls,
         titles: Sequence[str],
-        click_queries: Sequence[str],
-        click_products: Sequence[int],
+        clicks: Iterable[tuple[str, int]],
         num_keywords: int,
         prior: float = 0.1,
     ) -> KeywordExtractor:
-        """Rank each title's distinct terms by (click-query frequency + prior) x IDF over titles."""
+        """Rank each title's distinct terms by (click-query frequency + prior) x IDF over titles.
+        ``clicks`` ((query, product position) pairs) is read once, so it may stream from shards."""
         title_terms = [list(dict.fromkeys(tokenize(t))) for t in titles]
         df = Counter(term for terms in title_terms for term in terms)
         n = len(titles)
         idf = {term: math.log(1 + n / count) for term, count in df.items()}
         clicked: list[Counter] = [Counter() for _ in titles]
-        for query, product in zip(click_queries, click_products, strict=True):
+        for query, product in clicks:
             clicked[product].update(set(tokenize(query)))
         keywords = []
         for terms, counts in zip(title_terms, clicked, strict=True):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from transformers import get_cosine_schedule_with_warmup
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
+from make_retrieval.data.stream import BatchIndices, ShardedClicks
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor
@@ -116,7 +118,7 @@ def train(
             clear_checkpoints(run_dir)
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
-    assert data.train is not None
+    epochs = _Epochs.build(data, config, context, generator, skip_bad_rows)
     progress = progress and main
     if main:
         config.save(run_dir / "config.yaml")
@@ -125,9 +127,7 @@ def train(
 
     keywords = None
     if config.model.keyword_enhancement:
-        keywords = KeywordExtractor.fit(
-            data.catalog.titles, data.train.queries, data.train.products, config.model.num_keywords
-        )
+        keywords = KeywordExtractor.fit(data.catalog.titles, epochs.pairs(), config.model.num_keywords)
         if main:
             keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
 
@@ -148,16 +148,7 @@ def train(
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
     collate = BatchBuilder(data.catalog, keywords, similar, model.image_size, context.rank, context.world_size)
-    # every rank draws the same global batch (same seed) and keeps its slice: see train/distributed.py
-    global_batch = config.train.batch_size * context.world_size
-    batches = EpochBatches(len(data.train), global_batch, len(data.train) > global_batch, generator)
-    loader = DataLoader(
-        ClickDataset(data.train),
-        batch_sampler=batches,
-        generator=generator,
-        num_workers=config.train.num_workers,
-        collate_fn=collate,
-    )
+    loader = epochs.loader(collate, config.train.num_workers)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * config.train.epochs
     if config.train.max_steps is not None:
@@ -180,12 +171,13 @@ def train(
         epoch_generator = generator.get_state()
         if config.train.hard_negatives:
             if not (epoch == first_epoch and state is not None):
+                assert data.train is not None  # _Epochs.build refuses mining on streamed shards
                 candidates = mine_hard_negatives(model, data.catalog, data.train, config.train.hard_negative_depth)
                 model.train()
                 log.write({"step": step, "epoch": epoch, "event": "hard_negatives", "queries": len(candidates)})
             collate.set_hard_negatives(candidates, config.train.seed + epoch)
-        batches.skip = done_in_epoch if epoch == first_epoch else 0
-        done_in_epoch = batches.skip
+        done_in_epoch = done_in_epoch if epoch == first_epoch else 0
+        epochs.start(epoch, done_in_epoch)
         window_start, window_samples = time.time(), 0
         for batch in loader:
             logged = _step(model, criterion, optimizer, scheduler, batch, context, options)
@@ -236,9 +228,59 @@ def train(
     bar.close()
     seconds = time.time() - started
     if main:
-        summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": len(data.train)}
+        summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": epochs.pairs_count}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(run_dir, step, best, seconds, main)
+
+
+@dataclass
+class _Epochs:
+    """Each epoch's global batches: from the in-memory click table (shuffled by the run's generator)
+    or from streamed shards (planned from seed and epoch, data/stream.py). Every rank draws the same
+    global batches and keeps its slice (train/distributed.py)."""
+
+    sampler: EpochBatches | BatchIndices
+    dataset: ClickDataset | ShardedClicks
+    generator: torch.Generator
+    seed: int
+    pairs_count: int
+
+    @classmethod
+    def build(
+        cls, data: DataDir, config: Config, context: Distributed, generator: torch.Generator, skip_bad_rows: bool
+    ) -> _Epochs:
+        global_batch = config.train.batch_size * context.world_size
+        if data.train is not None:
+            count = len(data.train)
+            sampler = EpochBatches(count, global_batch, count > global_batch, generator)
+            return cls(sampler, ClickDataset(data.train), generator, config.train.seed, count)
+        assert data.train_shards is not None
+        if config.train.hard_negatives:
+            raise ConfigError("train.hard_negatives needs the click table in memory; it is not available with shards")
+        stream = ShardedClicks(data.train_shards, data.catalog, global_batch, skip_bad_rows, context.world_size)
+        return cls(BatchIndices(len(stream)), stream, generator, config.train.seed, stream.rows)
+
+    def pairs(self) -> Iterable[tuple[str, int]]:
+        """Every (query, product) click, for fitting keywords; streamed from shards if need be."""
+        if isinstance(self.dataset, ShardedClicks):
+            return self.dataset.pairs()
+        clicks = self.dataset.clicks
+        return zip(clicks.queries, clicks.products, strict=True)
+
+    def loader(self, collate: BatchBuilder, workers: int) -> DataLoader:
+        """Batches collated (images decoded) in ``workers`` processes, in the sampler's order. The
+        workers' base seed is drawn from the run's generator, not the global RNG that dropout uses,
+        so a resumed run's dropout masks are the uninterrupted run's."""
+        common = {"generator": self.generator, "num_workers": workers, "collate_fn": collate}
+        if isinstance(self.dataset, ShardedClicks):  # items are whole global batches already
+            return DataLoader(self.dataset, batch_size=None, sampler=self.sampler, **common)
+        return DataLoader(self.dataset, batch_sampler=self.sampler, **common)
+
+    def start(self, epoch: int, skip: int) -> None:
+        """Plan ``epoch`` and begin it after its first ``skip`` batches (a resumed run)."""
+        if isinstance(self.dataset, ShardedClicks):
+            self.dataset.set_epoch(epoch, self.seed)
+        self.sampler.skip = skip
 
 
 def _resumable_state(run_dir: Path, config: Config) -> dict[str, Any] | None:
