@@ -93,18 +93,29 @@ def train(
 @app.command()
 @_fail_on_data_errors
 def embed(
-    run: Annotated[Path, typer.Option(help="Run directory made by 'train'.")],
+    # --run-dir: under torchrun, whose own parser takes --run as an abbreviation of its --run-path
+    run: Annotated[Path, typer.Option("--run", "--run-dir", help="Run directory made by 'train'.")],
     data: Annotated[Path, typer.Option(help="Data directory whose products are embedded.")],
     out: Annotated[Path, typer.Option(help="Index directory to write.")],
     index: Annotated[IndexKind, typer.Option(help="flat (exact), hnsw or ivfpq.")] = IndexKind.flat,
     batch_size: Annotated[int, typer.Option(min=1, help="Products per forward pass.")] = 128,
+    shard_size: Annotated[int, typer.Option(min=1, help="Products per shard (the unit a rerun skips).")] = 100_000,
+    workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes per rank.")] = 0,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
-    """Embed the catalog and build the FAISS index, product table and manifest."""
-    from make_retrieval.pipeline import build_index
+    """Embed the catalog and build the FAISS index, product table and manifest. Under torchrun the
+    ranks share the shards; a rerun after a crash embeds only the shards that are missing."""
+    import shutil
 
-    product_index = build_index(run, data, index.value, batch_size=batch_size, skip_bad_rows=skip_bad_rows)
+    from make_retrieval.pipeline import EmbedShards, build_index
+    from make_retrieval.train.distributed import init_distributed
+
+    shards = EmbedShards(out / "shards", init_distributed(), shard_size, workers)
+    product_index = build_index(run, data, index.value, batch_size, skip_bad_rows, shards)
+    if product_index is None:  # not rank 0: its shards are written, rank 0 builds the index
+        return
     product_index.save(out)
+    shutil.rmtree(shards.folder)  # merged into embeddings.npy
     m = product_index.manifest
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {index.value} index -> {out}")
 

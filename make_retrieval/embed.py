@@ -1,17 +1,25 @@
-"""Encoding the catalog and queries into index vectors, in batches with a progress bar."""
+"""Encoding the catalog and queries into index vectors, in batches with a progress bar; a large
+catalog in shards, spread over ``torchrun`` ranks and resumable shard by shard."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from make_retrieval.data.batches import load_pixels
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.model.make import Embedded, MAKEModel
+from make_retrieval.train.distributed import Distributed
+
+#: Products per embedding shard: the unit of work of a rank, and what a rerun does not redo.
+SHARD_SIZE = 100_000
 
 
 class _Products(torch.utils.data.Dataset):
@@ -36,25 +44,86 @@ def _stack(outputs: Iterable[Embedded]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate batch outputs into (vectors float32, weights float32) arrays."""
     vectors, weights = [], []
     for out in outputs:
-        vectors.append(out.vectors.float().numpy())
-        weights.append(out.weights.float().numpy())
+        vectors.append(out.vectors.float().cpu().numpy())
+        weights.append(out.weights.float().cpu().numpy())
     return np.concatenate(vectors), np.concatenate(weights)
 
 
 @torch.no_grad()
 def embed_products(
-    model: MAKEModel, catalog: Catalog, batch_size: int = 128, num_workers: int = 0, progress: bool = True
+    model: MAKEModel,
+    catalog: Catalog,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    progress: bool = True,
+    positions: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index vectors (N, D) float32 and modality weights (N, M) of every product, in catalog order."""
+    """Index vectors (N, D) float32 and modality weights (N, M) of every product (or of catalog
+    ``positions``), in catalog order; images are decoded in ``num_workers`` processes."""
     model.eval()
-    loader = DataLoader(
-        _Products(catalog, model.image_size),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate,
-    )
+    device = next(model.parameters()).device
+    products: torch.utils.data.Dataset = _Products(catalog, model.image_size)
+    if positions is not None:
+        products = Subset(products, positions)
+    loader = DataLoader(products, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     batches = tqdm(loader, desc="embed products", disable=not progress, unit="batch")
-    return _stack(model.encode_products(titles, pixels, has_image) for titles, pixels, has_image in batches)
+    return _stack(
+        model.encode_products(titles, pixels.to(device), has_image.to(device)) for titles, pixels, has_image in batches
+    )
+
+
+def embed_catalog(
+    model: MAKEModel,
+    catalog: Catalog,
+    shard_dir: Path,
+    checkpoint_sha256: str,
+    context: Distributed,
+    shard_size: int = SHARD_SIZE,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``embed_products`` in shards of ``shard_size`` products: rank r of N embeds shards r, r+N, ...
+    and writes each to ``shard_dir`` atomically. A shard file already there for the same checkpoint
+    and the same products is kept, so a killed job reruns only what is missing. Rank 0 returns the
+    merged (vectors, weights) once every rank is done; the other ranks return None."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    count = -(-len(catalog) // shard_size)
+    for shard in range(context.rank, count, context.world_size):
+        path, positions, key = _shard(catalog, shard_dir, shard, shard_size, checkpoint_sha256)
+        if _read_shard(path, key) is None:
+            vectors, weights = embed_products(model, catalog, batch_size, num_workers, progress, positions)
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("wb") as handle:
+                np.savez(handle, vectors=vectors, weights=weights, key=np.array(key))
+            os.replace(tmp, path)
+    context.barrier()
+    if not context.is_main:
+        return None
+    parts = []
+    for shard in range(count):
+        path, _, key = _shard(catalog, shard_dir, shard, shard_size, checkpoint_sha256)
+        part = _read_shard(path, key)
+        if part is None:
+            raise RuntimeError(f"{path}: shard missing or stale after every rank finished")
+        parts.append(part)
+    return np.concatenate([v for v, _ in parts]), np.concatenate([w for _, w in parts])
+
+
+def _shard(catalog: Catalog, shard_dir: Path, shard: int, size: int, checkpoint: str) -> tuple[Path, range, str]:
+    """Shard ``shard``'s file, catalog positions and key (checkpoint + product ids digest)."""
+    positions = range(shard * size, min((shard + 1) * size, len(catalog)))
+    ids = "\n".join(catalog.product_ids[i] for i in positions)
+    key = f"{checkpoint}:{hashlib.sha256(ids.encode()).hexdigest()}"
+    return shard_dir / f"shard-{shard:05d}.npz", positions, key
+
+
+def _read_shard(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shard's (vectors, weights) if its file exists and was made for ``key``."""
+    if not path.is_file():
+        return None
+    with np.load(path) as shard:
+        return (shard["vectors"], shard["weights"]) if str(shard["key"]) == key else None
 
 
 @torch.no_grad()

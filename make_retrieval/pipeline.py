@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.embed import embed_products
+from make_retrieval.embed import SHARD_SIZE, embed_catalog, embed_products
 from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
 from make_retrieval.files import file_sha256
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
 from make_retrieval.retrieval import BM25Retriever, MAKERetriever, exact_retriever
 from make_retrieval.train.checkpoint import CheckpointError, load_model
+from make_retrieval.train.distributed import Distributed
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -29,20 +31,50 @@ BASELINES = ("bm25",)
 
 
 def build_index(
-    run_dir: Path, data_dir: Path, kind: str = "flat", batch_size: int = 128, skip_bad_rows: bool = False
-) -> ProductIndex:
-    """Embed every product of ``data_dir`` with the run's model and index the vectors."""
+    run_dir: Path,
+    data_dir: Path,
+    kind: str = "flat",
+    batch_size: int = 128,
+    skip_bad_rows: bool = False,
+    shards: EmbedShards | None = None,
+) -> ProductIndex | None:
+    """Embed every product of ``data_dir`` with the run's model and index the vectors. With
+    ``shards`` the catalog is embedded shard by shard over the ranks of a torchrun job (resumable);
+    then only rank 0 gets the index, the other ranks None."""
+    context = shards.context if shards else Distributed()
     model, _, checkpoint = load_model(run_dir)
+    model.to(context.device)
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
-    data.report.announce()
-    vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
+    if context.is_main:
+        data.report.announce()
+    checkpoint_sha256 = file_sha256(checkpoint)
+    if shards is None:
+        vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
+    else:
+        merged = embed_catalog(
+            model, data.catalog, shards.folder, checkpoint_sha256, context, shards.size, batch_size, shards.workers
+        )
+        if merged is None:
+            return None
+        vectors, weights = merged
     info = {
         "run": str(Path(run_dir).resolve()),
         "checkpoint": checkpoint.name,
-        "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_sha256": checkpoint_sha256,
         "data": str(Path(data_dir).resolve()),
     }
     return ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(kind=kind), info)
+
+
+@dataclass
+class EmbedShards:
+    """How ``build_index`` shards the catalog: shard files in ``folder`` of ``size`` products,
+    images decoded in ``workers`` processes, ranks from ``context``."""
+
+    folder: Path
+    context: Distributed
+    size: int = SHARD_SIZE
+    workers: int = 0
 
 
 def open_index(index_dir: Path, run_dir: Path | None = None) -> MAKERetriever:

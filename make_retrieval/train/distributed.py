@@ -3,9 +3,10 @@ gathers that make N ranks with batch B train like one process with batch N*B.
 
 Every rank draws the same global batch (same seed) and encodes its own slice; the embeddings are
 gathered with gradients (open_clip's gather-with-grad), every rank computes the loss over the whole
-global batch, and DistributedDataParallel averages the parameter gradients. ``all_gather``'s
-backward sums the gradient of every rank's copy of the loss into the local slice, so the local
-gradient is N times d(loss)/d(local), and DDP's mean over N ranks gives exactly d(loss)/d(params).
+global batch, and train/step.py's ``average_gradients`` averages the parameter gradients.
+``all_gather``'s backward sums the gradient of every rank's copy of the loss into the local slice,
+so the local gradient is N times d(loss)/d(local), and the mean over N ranks is exactly
+d(loss)/d(params).
 """
 
 from __future__ import annotations

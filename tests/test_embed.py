@@ -1,0 +1,82 @@
+"""Sharded catalog embedding (embed.py): the same vectors as one pass, resumable shard by shard, and
+spread over the ranks of a torchrun job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import make_retrieval.embed as embed_module
+from conftest import tiny_model_config
+from make_retrieval.config import Config
+from make_retrieval.data.catalog import load_catalog
+from make_retrieval.data.tables import LoadReport
+from make_retrieval.embed import embed_catalog, embed_products
+from make_retrieval.model.make import MAKEModel
+from make_retrieval.train.distributed import Distributed
+from make_retrieval.train.loop import train
+
+
+def test_shards_equal_one_pass_and_a_rerun_redoes_only_what_is_missing(
+    tiny_bert: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = MAKEModel(tiny_model_config(tiny_bert))
+    catalog = load_catalog(data_dir, LoadReport())
+    whole = embed_products(model, catalog, batch_size=8, progress=False)
+
+    embedded: list[int] = []
+    crashed: list[bool] = []
+    real = embed_module.embed_products
+
+    def crash_on_third(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        positions = kwargs.get("positions", args[5] if len(args) > 5 else None)
+        assert isinstance(positions, range)
+        if positions.start == 10 and not crashed:
+            crashed.append(True)
+            raise KeyboardInterrupt  # killed while embedding the third shard
+        embedded.append(positions.start)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embed_module, "embed_products", crash_on_third)
+    shards = tmp_path / "shards"
+    with pytest.raises(KeyboardInterrupt):
+        embed_catalog(model, catalog, shards, "sha-a", Distributed(), shard_size=5, progress=False)
+    assert sorted(p.name for p in shards.iterdir()) == ["shard-00000.npz", "shard-00001.npz"]
+    embedded.clear()
+    merged = embed_catalog(model, catalog, shards, "sha-a", Distributed(), shard_size=5, progress=False)
+    assert merged is not None
+    assert embedded == [10, 15, 20, 25, 30], "32 products in shards of 5: the first two are kept"
+    for got, want in zip(merged, whole, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+    embedded.clear()
+    embed_catalog(model, catalog, shards, "sha-b", Distributed(), shard_size=5, progress=False)
+    assert embedded == [0, 5, 10, 15, 20, 25, 30], "another checkpoint: every shard is stale"
+
+
+def test_torchrun_embeds_the_catalog_over_two_ranks(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.train.max_steps, tiny_config.train.validate = 1, False
+    train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    base = ["-m", "make_retrieval.cli", "embed", "--run-dir", str(tmp_path / "run"), "--data", str(data_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *base, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = [*torchrun, *base, "--out", str(tmp_path / "two"), "--shard-size", "5", "--workers", "1"]
+    two = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("indexed 32 products") == 1, "rank 0 alone builds the index"
+    assert not (tmp_path / "two" / "shards").exists(), "shards are merged, then removed"
+    np.testing.assert_allclose(
+        np.load(tmp_path / "two" / "embeddings.npy"), np.load(tmp_path / "one" / "embeddings.npy"), atol=1e-6
+    )
+    tables = [pq.read_table(tmp_path / name / "products.parquet").to_pydict() for name in ("one", "two")]
+    assert tables[0]["product_id"] == tables[1]["product_id"]
