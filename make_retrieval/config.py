@@ -121,6 +121,8 @@ class TrainConfig:
     state_every: int = 0
     #: Training states kept (the newest); older ones are deleted.
     keep_states: int = 2
+    #: Mirror metrics.jsonl to TensorBoard event files in RUN_DIR/tensorboard.
+    tensorboard: bool = True
     #: Validate after every epoch (keeps best.pt); off, the last epoch's model is the one used.
     validate: bool = True
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.

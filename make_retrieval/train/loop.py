@@ -1,5 +1,5 @@
-"""The training loop: seeded, with a progress bar, a JSONL metrics log, per-epoch validation over the
-whole catalog and atomic checkpoints."""
+"""The training loop: seeded, with a progress bar, a metrics log (JSONL and TensorBoard), per-epoch
+validation over the whole catalog and atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from make_retrieval.train.checkpoint import clear_checkpoints, latest_state, sav
 from make_retrieval.train.distributed import Distributed, init_distributed
 from make_retrieval.train.hard_negatives import mine_hard_negatives
 from make_retrieval.train.image_warmup import warm_up_image_tower
+from make_retrieval.train.metrics import MetricsLog
 from make_retrieval.train.step import PRECISIONS, StepOptions, average_gradients, backward
 
 
@@ -63,24 +64,6 @@ def _optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
         {"params": [p for p in trainable if id(p) not in pretrained], "lr": config.train.head_lr},
     ]
     return torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
-
-
-class MetricsLog:
-    """Append-only JSONL log; one object per line. ``None``: a rank other than 0, which writes nothing.
-    ``keep_lines``: a resumed run keeps the lines written up to its state and drops the rest."""
-
-    def __init__(self, path: Path | None, keep_lines: int = 0):
-        self.path, self.lines = path, keep_lines
-        if path is not None:
-            kept = path.read_text().splitlines(keepends=True)[:keep_lines] if keep_lines else []
-            path.write_text("".join(kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        self.lines += 1
 
 
 def validate(model: MAKEModel, data: DataDir, max_queries: int) -> dict[str, float]:
@@ -135,7 +118,12 @@ def train(
     model = MAKEModel(config.model, config.loss.init_temperature).to(context.device)
     if config.train.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    log = MetricsLog(run_dir / "metrics.jsonl" if main else None, keep_lines=state["log_lines"] if state else 0)
+    log = MetricsLog(
+        run_dir if main else None,
+        keep_lines=state["log_lines"] if state else 0,
+        tensorboard=config.train.tensorboard,
+        resume_step=state["step"] if state else None,
+    )
     if state is None:
         warmup = warm_up_image_tower(
             model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
@@ -226,6 +214,7 @@ def train(
         _save_state(run_dir, config, model, optimizer, scheduler, options, position, generator.get_state(), {}, log)
         context.barrier()
     bar.close()
+    log.close()
     seconds = time.time() - started
     if main:
         summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": epochs.pairs_count}
