@@ -11,7 +11,7 @@ and loss and gradients equal the one-pass step's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -108,32 +108,31 @@ def _backward_grad_cache(
     model: MAKEModel, criterion: MAKELoss, batch: Batch, context: Distributed, options: StepOptions
 ) -> dict[str, float]:
     """The same gradients as the one-pass step with the activations of at most ``chunk`` rows at a time."""
-    chunk = options.grad_cache_chunk
-    texts, columns = query_texts(batch), len(batch.titles)
-    text_chunks = [(s, min(s + chunk, len(texts))) for s in range(0, len(texts), chunk)]
-    product_chunks = [(s, min(s + chunk, columns)) for s in range(0, columns, chunk)]
-    text_states, product_states = [], []
+    chunk, texts = options.grad_cache_chunk, query_texts(batch)
+    # the query side (queries, then keyword pseudo-queries) and the product side, each in chunks
+    sides: list[tuple[Callable[[int, int], Embedded], int]] = [
+        (lambda start, stop: model.encode_queries(texts[start:stop]), len(texts)),
+        (lambda start, stop: _products(model, batch, start, stop), len(batch.titles)),
+    ]
+    chunks = [[(s, min(s + chunk, size)) for s in range(0, size, chunk)] for _, size in sides]
+    states: list[list[tuple[torch.Tensor, list[torch.Tensor]]]] = [[] for _ in sides]
+    cached = []
     with torch.no_grad(), options.autocast(context.device):
-        text_parts = []
-        for start, stop in text_chunks:
-            text_states.append(_rng_state())
-            text_parts.append(model.encode_queries(texts[start:stop]))
-        product_parts = []
-        for start, stop in product_chunks:
-            product_states.append(_rng_state())
-            product_parts.append(_products(model, batch, start, stop))
-    text_leaf, product_leaf = _leaf(_cat(text_parts), model), _leaf(_cat(product_parts), model)
+        for (encode, _), ranges, saved in zip(sides, chunks, states, strict=True):
+            parts = []
+            for start, stop in ranges:
+                saved.append(_rng_state())
+                parts.append(encode(start, stop))
+            cached.append(_cat(parts))
+    leaves = [_leaf(embedded, model) for embedded in cached]  # outside no_grad: vectors track the leaves
     with options.autocast(context.device):
-        loss, logged = batch_loss(model, criterion, _split(text_leaf, batch, product_leaf), batch, context)
+        loss, logged = batch_loss(model, criterion, _split(leaves[0], batch, leaves[1]), batch, context)
     options.scaled(loss).backward()  # the cached gradients carry the fp16 scale into the towers
-    for (start, stop), state in zip(text_chunks, text_states, strict=True):
-        with _replay(state), options.autocast(context.device):
-            fresh = model.encode_queries(texts[start:stop])
-        _backward_rows(fresh, text_leaf, start, stop)
-    for (start, stop), state in zip(product_chunks, product_states, strict=True):
-        with _replay(state), options.autocast(context.device):
-            fresh = _products(model, batch, start, stop)
-        _backward_rows(fresh, product_leaf, start, stop)
+    for (encode, _), ranges, saved, leaf in zip(sides, chunks, states, leaves, strict=True):
+        for (start, stop), state in zip(ranges, saved, strict=True):
+            with _replay(state), options.autocast(context.device):
+                fresh = encode(start, stop)
+            _backward_rows(fresh, leaf, start, stop)
     return logged
 
 
