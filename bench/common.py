@@ -1,0 +1,45 @@
+"""What the bench scripts share: the model and a real collated batch from a data directory, built as
+``train`` builds them (same config, same BatchBuilder), and peak-memory readings."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import torch
+
+from make_retrieval.config import Config
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
+from make_retrieval.data.pairs import DataDir, load_data_dir
+from make_retrieval.model.keywords import KeywordExtractor
+from make_retrieval.model.make import MAKEModel
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "make_retrieval" / "configs" / "demo.yaml"
+
+
+def model_and_batch(config: Config, data_dir: Path, size: int) -> tuple[MAKEModel, Batch, DataDir]:
+    """A freshly initialised model (seed 0) and the first ``size`` training pairs collated as in training."""
+    data = load_data_dir(data_dir, ("train",))
+    assert data.train is not None
+    torch.manual_seed(config.train.seed)
+    model = MAKEModel(config.model, config.loss.init_temperature)
+    keywords = None
+    if config.model.keyword_enhancement:
+        clicks = zip(data.train.queries, data.train.products, strict=True)
+        keywords = KeywordExtractor.fit(data.catalog.titles, clicks, config.model.num_keywords)
+    similar = SimilarQueries(config.loss.similar_query_rule, config.loss.similar_query_threshold)
+    builder = BatchBuilder(data.catalog, keywords, similar, model.image_size)
+    dataset = ClickDataset(data.train)
+    return model, builder([dataset[i % len(dataset)] for i in range(size)]), data
+
+
+def rss_mb() -> float:
+    """The current resident set of this process."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """The highest resident set this process has had (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,73 @@
+"""Training samples/s of our loop (``train``: data loading, image decoding, masks, logging) against a
+bare PyTorch loop that steps the same model on one pre-collated batch. Target: overhead < 10%.
+
+    python bench/train_overhead.py --data data/demo --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import DEFAULT_CONFIG, model_and_batch
+
+from make_retrieval.config import Config
+from make_retrieval.losses import MAKELoss
+from make_retrieval.train.distributed import Distributed
+from make_retrieval.train.loop import train
+from make_retrieval.train.step import batch_loss, encode_batch
+
+
+def ours(config: Config, data: Path, warm: int, steps: int) -> float:
+    """Samples/s over ``steps`` logged steps of ``train`` after ``warm`` steps (read from metrics.jsonl)."""
+    config.train.max_steps, config.train.log_every = warm + steps, warm
+    config.train.validate, config.train.image_warmup_steps, config.train.tensorboard = False, 0, True
+    with tempfile.TemporaryDirectory() as run:
+        train(config, data, Path(run), progress=False)
+        records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    windows = [r["samples_per_s"] for r in records if "samples_per_s" in r][1:]  # the first holds start-up
+    samples = warm * config.train.batch_size
+    return len(windows) * samples / sum(samples / rate for rate in windows)
+
+
+def bare(config: Config, data: Path, warm: int, steps: int) -> float:
+    """Samples/s of zero_grad / forward / loss / backward / clip / AdamW step on one fixed batch."""
+    model, batch, _ = model_and_batch(config, data, config.train.batch_size)
+    model.train()
+    criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.train.lr)
+    context = Distributed()
+    for step in range(warm + steps):
+        if step == warm:
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = batch_loss(model, criterion, encode_batch(model, batch), batch, context)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return steps * config.train.batch_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/demo"))
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warm", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of our loop")
+    args = parser.parse_args()
+    config = Config.load(args.config)
+    config.train.num_workers = args.workers
+    ours_rate = ours(config, args.data, args.warm, args.steps)
+    bare_rate = bare(Config.load(args.config), args.data, args.warm, args.steps)
+    overhead = 1 - ours_rate / bare_rate
+    print(f"batch {config.train.batch_size}, {args.steps} steps after {args.warm}, workers {args.workers}")
+    print(f"ours {ours_rate:.2f} samples/s, bare {bare_rate:.2f} samples/s, overhead {overhead:.1%}")
+
+
+if __name__ == "__main__":
+    main()
