@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import resource
 from pathlib import Path
 
 import torch
@@ -40,6 +39,14 @@ def rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak: Linux resets VmHWM to the current resident set on this write."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
 def peak_rss_mb() -> float:
-    """The highest resident set this process has had (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The highest resident set since the last ``reset_peak_rss`` (VmHWM)."""
+    with open("/proc/self/status") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_CONFIG, model_and_batch, peak_rss_mb, rss_mb
+from common import DEFAULT_CONFIG, model_and_batch, peak_rss_mb, reset_peak_rss, rss_mb
 
 from make_retrieval.config import Config
 from make_retrieval.losses import MAKELoss
@@ -27,6 +27,7 @@ def one(config_path: Path, data: Path, batch_size: int, chunk: int) -> None:
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
     before = rss_mb()
+    reset_peak_rss()  # loading the model and decoding the images had peaks of their own
     started = time.perf_counter()
     backward(model, criterion, batch, Distributed(), StepOptions(grad_cache_chunk=chunk))
     seconds = time.perf_counter() - started

@@ -23,15 +23,15 @@ from make_retrieval.train.step import batch_loss, encode_batch
 
 
 def ours(config: Config, data: Path, warm: int, steps: int) -> float:
-    """Samples/s over ``steps`` logged steps of ``train`` after ``warm`` steps (read from metrics.jsonl)."""
-    config.train.max_steps, config.train.log_every = warm + steps, warm
+    """Samples/s over the last ``steps`` steps of ``train`` after ``warm`` (each step is logged, with
+    its own samples/s, in metrics.jsonl); TensorBoard on, as by default."""
+    config.train.max_steps, config.train.log_every = warm + steps, 1
     config.train.validate, config.train.image_warmup_steps, config.train.tensorboard = False, 0, True
     with tempfile.TemporaryDirectory() as run:
         train(config, data, Path(run), progress=False)
         records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
-    windows = [r["samples_per_s"] for r in records if "samples_per_s" in r][1:]  # the first holds start-up
-    samples = warm * config.train.batch_size
-    return len(windows) * samples / sum(samples / rate for rate in windows)
+    rates = [r["samples_per_s"] for r in records if "samples_per_s" in r][-steps:]
+    return len(rates) / sum(1 / rate for rate in rates)  # the same samples per step: harmonic mean
 
 
 def bare(config: Config, data: Path, warm: int, steps: int) -> float:

@@ -153,7 +153,13 @@ class Config:
 
     def matches(self, saved: dict[str, Any], where: str) -> bool:
         """Whether ``saved`` (a config written by an earlier run) equals this one. It is read through
-        the dataclasses, so keys added since then take their defaults (which keep earlier behaviour)."""
+        the dataclasses, so keys added since then take their defaults, which keep earlier behaviour;
+        the one default that does not (``similar_query_rule``, where Keyword Enhancement was on) is
+        read as the behaviour of its time."""
+        saved = {section: dict(values) if isinstance(values, dict) else values for section, values in saved.items()}
+        loss, model = saved.setdefault("loss", {}), saved.get("model", {})
+        if "similar_query_rule" not in loss and model.get("keyword_enhancement", True):
+            loss["similar_query_rule"] = "jaccard"  # the only rule before the key existed (commit f77c8a4)
         return dataclasses.asdict(update(Config(), saved, where)) == dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def embed_catalog(
     model: MAKEModel,
     catalog: Catalog,
     shard_dir: Path,
-    checkpoint_sha256: str,
+    model_key: str,
     context: Distributed,
     shard_size: int = SHARD_SIZE,
     batch_size: int = 128,
@@ -84,15 +85,18 @@ def embed_catalog(
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``embed_products`` in shards of ``shard_size`` products: rank r of N embeds shards r, r+N, ...
-    and writes each to ``shard_dir`` atomically. A shard file already there for the same checkpoint
-    and the same products is kept, so a killed job reruns only what is missing. Rank 0 returns the
-    merged (vectors, weights) once every rank is done; the other ranks return None."""
+    and writes each to ``shard_dir`` atomically. A shard file already there for the same model
+    (``model_key``: checkpoint and config digests) and the same products is kept, so a killed job
+    reruns only what is missing. Rank 0 returns the merged (vectors, weights) once every rank is
+    done; the other ranks return None."""
     shard_dir.mkdir(parents=True, exist_ok=True)
     count = -(-len(catalog) // shard_size)
     for shard in range(context.rank, count, context.world_size):
-        path, positions, key = _shard(catalog, shard_dir, shard, shard_size, checkpoint_sha256)
+        path, positions, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
         if _read_shard(path, key) is None:
-            vectors, weights = embed_products(model, catalog, batch_size, num_workers, progress, positions)
+            vectors, weights = embed_products(
+                model, catalog, batch_size, num_workers, progress and context.is_main, positions
+            )
             tmp = path.with_suffix(".tmp")
             with tmp.open("wb") as handle:
                 np.savez(handle, vectors=vectors, weights=weights, key=np.array(key))
@@ -102,7 +106,7 @@ def embed_catalog(
         return None
     parts = []
     for shard in range(count):
-        path, _, key = _shard(catalog, shard_dir, shard, shard_size, checkpoint_sha256)
+        path, _, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
         part = _read_shard(path, key)
         if part is None:
             raise RuntimeError(f"{path}: shard missing or stale after every rank finished")
@@ -110,20 +114,25 @@ def embed_catalog(
     return np.concatenate([v for v, _ in parts]), np.concatenate([w for _, w in parts])
 
 
-def _shard(catalog: Catalog, shard_dir: Path, shard: int, size: int, checkpoint: str) -> tuple[Path, range, str]:
-    """Shard ``shard``'s file, catalog positions and key (checkpoint + product ids digest)."""
+def _shard(catalog: Catalog, shard_dir: Path, shard: int, size: int, model_key: str) -> tuple[Path, range, str]:
+    """Shard ``shard``'s file, catalog positions and key: the model's key plus a digest of each
+    product's id, title and image path (an image replaced under the same path is not noticed)."""
     positions = range(shard * size, min((shard + 1) * size, len(catalog)))
-    ids = "\n".join(catalog.product_ids[i] for i in positions)
-    key = f"{checkpoint}:{hashlib.sha256(ids.encode()).hexdigest()}"
-    return shard_dir / f"shard-{shard:05d}.npz", positions, key
+    digest = hashlib.sha256()
+    for i in positions:
+        digest.update(f"{catalog.product_ids[i]}\t{catalog.titles[i]}\t{catalog.images[i]}\n".encode())
+    return shard_dir / f"shard-{shard:05d}.npz", positions, f"{model_key}:{digest.hexdigest()}"
 
 
 def _read_shard(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The shard's (vectors, weights) if its file exists and was made for ``key``."""
+    """The shard's (vectors, weights) if its file exists, reads, and was made for ``key``."""
     if not path.is_file():
         return None
-    with np.load(path) as shard:
-        return (shard["vectors"], shard["weights"]) if str(shard["key"]) == key else None
+    try:
+        with np.load(path) as shard:
+            return (shard["vectors"], shard["weights"]) if str(shard["key"]) == key else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated or foreign: redo it
+        return None
 
 
 @torch.no_grad()

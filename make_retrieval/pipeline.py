@@ -51,8 +51,9 @@ def build_index(
     if shards is None:
         vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
     else:
+        model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
         merged = embed_catalog(
-            model, data.catalog, shards.folder, checkpoint_sha256, context, shards.size, batch_size, shards.workers
+            model, data.catalog, shards.folder, model_key, context, shards.size, batch_size, shards.workers
         )
         if merged is None:
             return None

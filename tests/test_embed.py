@@ -58,8 +58,16 @@ def test_shards_equal_one_pass_and_a_rerun_redoes_only_what_is_missing(
         np.testing.assert_allclose(got, want, atol=1e-6)
 
     embedded.clear()
+    catalog.titles[12] = "a renamed product"
+    embed_catalog(model, catalog, shards, "sha-a", Distributed(), shard_size=5, progress=False)
+    assert embedded == [10], "a changed title makes its shard stale"
+    (shards / "shard-00003.npz").write_bytes(b"truncated")
+    embedded.clear()
+    embed_catalog(model, catalog, shards, "sha-a", Distributed(), shard_size=5, progress=False)
+    assert embedded == [15], "an unreadable shard file is redone"
+    embedded.clear()
     embed_catalog(model, catalog, shards, "sha-b", Distributed(), shard_size=5, progress=False)
-    assert embedded == [0, 5, 10, 15, 20, 25, 30], "another checkpoint: every shard is stale"
+    assert embedded == [0, 5, 10, 15, 20, 25, 30], "another model: every shard is stale"
 
 
 def test_torchrun_embeds_the_catalog_over_two_ranks(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:

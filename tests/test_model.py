@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import make_batch, tiny_model_config
-from make_retrieval.config import ConfigError, LossConfig
+from make_retrieval.config import Config, ConfigError, LossConfig
 from make_retrieval.data.batches import SimilarQueries
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor, tokenize
@@ -199,3 +200,16 @@ def test_similar_query_rules() -> None:
     assert SimilarQueries("subset", 0.7).weight(shirt, red) == 0, "below the threshold"
     with pytest.raises(ConfigError, match="similar_query_rule"):
         SimilarQueries("cosine")
+
+
+def test_configs_saved_before_the_subset_rule_read_as_jaccard() -> None:
+    saved = dataclasses.asdict(Config())
+    del saved["loss"]["similar_query_rule"]
+    assert not Config().matches(saved, "old run"), "it trained with the Jaccard rule"
+    jaccard = Config()
+    jaccard.loss.similar_query_rule = "jaccard"
+    assert jaccard.matches(saved, "old run")
+    saved["model"]["keyword_enhancement"] = False
+    plain = Config()
+    plain.model.keyword_enhancement = False
+    assert plain.matches(saved, "old run"), "without KE the rule never mattered"

@@ -3,6 +3,7 @@ and resumable by index, clear errors, and memory that stays flat over a log larg
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -16,10 +17,12 @@ import pytest
 from torch.utils.data import DataLoader
 
 from conftest import shard_train
+from make_retrieval.config import Config
 from make_retrieval.data.catalog import load_catalog
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.data.stream import BatchIndices, ShardedClicks
 from make_retrieval.data.tables import DataError, LoadReport
+from make_retrieval.train.loop import train
 
 
 def _stream(data_dir: Path, batch_size: int = 8, **kwargs: object) -> ShardedClicks:
@@ -41,7 +44,7 @@ def test_an_epoch_reads_every_row_once_in_a_seeded_order(data_dir: Path) -> None
     assert Counter(item for batch in second for item in batch) == want and second != first
     stream.set_epoch(0, 0)
     assert [stream[i] for i in range(len(stream))] == first, "the plan depends on (seed, epoch) alone"
-    assert Counter(stream.pairs()) == Counter(zip(clicks.queries, clicks.products, strict=True))
+    assert Counter(stream.scan(LoadReport())) == Counter(zip(clicks.queries, clicks.products, strict=True))
 
 
 def test_batches_do_not_depend_on_workers_and_resume_by_index(data_dir: Path) -> None:
@@ -73,6 +76,24 @@ def test_bad_rows_name_shard_row_and_field(data_dir: Path) -> None:
     pq.write_table(pa.Table.from_pylist([{"query": "red shirt"}]), shard)
     with pytest.raises(DataError, match=r"part-00001\.parquet.*missing column.*product_id"):
         _stream(data_dir)
+
+
+def test_training_checks_every_shard_row_before_it_starts(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    shard_train(data_dir, shards=2, group_rows=4)
+    shard = data_dir / "train" / "part-00001.parquet"
+    rows = pq.read_table(shard).to_pylist()
+    rows[-1]["query"] = " "
+    pq.write_table(pa.Table.from_pylist(rows), shard, row_group_size=4)
+    tiny_config.train.num_workers = 2  # a worker's error would surface as a bare RuntimeError
+    tiny_config.model.keyword_enhancement = False  # no keyword pass: the check must still read every row
+    with pytest.raises(DataError, match=r"part-00001\.parquet, row 32, field 'query'"):
+        train(tiny_config, data_dir, tmp_path / "strict", progress=False)
+    assert not (tmp_path / "strict" / "last.pt").exists()
+    result = train(tiny_config, data_dir, tmp_path / "lenient", skip_bad_rows=True, progress=False)
+    report = json.loads((tmp_path / "lenient" / "data_report.json").read_text())
+    assert report["skipped_rows"] == {"part-00001.parquet": 1} and result.steps == 4
+    summary = json.loads((tmp_path / "lenient" / "train_summary.json").read_text())
+    assert summary["train_pairs"] == 63
 
 
 RSS_SCRIPT = textwrap.dedent(

@@ -2,7 +2,7 @@
 
 The masks carry the false-negative handling of METHOD.md. Always: a product clicked by the same
 query elsewhere in the batch is not a negative. With Keyword Enhancement (part 3): identical queries
-share positives, similar queries (see ``similar_weight``) are weighted positives of one another's
+share positives, similar queries (``SimilarQueries.weight``) are weighted positives of one another's
 products, and a product whose keywords cover every query term is never a negative.
 """
 

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Sampler
 from make_retrieval.data.batches import Item
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import CLICK_COLUMNS, parse_click
-from make_retrieval.data.tables import DataError
+from make_retrieval.data.tables import DataError, LoadReport
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class ShardedClicks(Dataset):
     """Item ``i`` is global batch ``i`` of the current epoch: a list of (query, product, weight).
 
     ``batch_size`` is the global batch; ``multiple`` (the number of ranks) trims a batch that lost
-    bad rows (with ``skip_bad_rows``) so that it still splits evenly over the ranks.
+    bad rows (with ``skip_bad_rows``) so that it still splits evenly over the ranks. ``scan`` reads
+    every row once in the main process before training: bad rows stop the run (or are counted) there,
+    not hours later in a worker process.
     """
 
     def __init__(
@@ -77,8 +79,12 @@ class ShardedClicks(Dataset):
         self.rows = sum(g.rows for g in self.groups)
         if self.rows == 0:
             raise DataError(shards[0].parent, "no training pairs in the shards")
-        self._cached: tuple[int, dict[str, list[Any]]] | None = None
+        self._cached: tuple[int, dict[str, list[Any]], np.ndarray] | None = None
         self.set_epoch(0, 0)
+
+    def fingerprint(self) -> list[tuple[str, int]]:
+        """(shard name, rows) of every row group: what a resumed run must find unchanged."""
+        return [(g.file.name, g.rows) for g in self.groups]
 
     def set_epoch(self, epoch: int, seed: int) -> None:
         """Plan ``epoch``: group order and row orders are drawn from (seed, epoch) alone."""
@@ -96,53 +102,60 @@ class ShardedClicks(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         first, last = index * self.batch_size, min((index + 1) * self.batch_size, self.rows)
-        items = list(self._items(first, last))
+        items = [item for item in self._items(first, last) if item is not None]
         items = items[: len(items) - len(items) % self.multiple]
         if not items:
-            raise DataError(self.groups[self.order[0]].file, f"batch {index}: too few valid rows left")
+            raise DataError(self.groups[self.order[0]].file.parent, f"batch {index}: too few valid rows left")
         return items
 
-    def _items(self, first: int, last: int) -> Iterator[Item]:
-        """The parsed rows at epoch positions ``first..last-1``."""
+    def _items(self, first: int, last: int) -> Iterator[Item | None]:
+        """The parsed rows at epoch positions ``first..last-1`` (None for a skipped bad row)."""
         slot = int(np.searchsorted(self.starts, first, side="right")) - 1
         while first < last:
             position = int(self.order[slot])
-            group, columns, rows = self.groups[position], *self._group(position)
+            columns, rows = self._group(position)
             end = min(last, int(self.starts[slot + 1]))
             for at in rows[first - int(self.starts[slot]) : end - int(self.starts[slot])]:
-                row = {name: values[at] for name, values in columns.items()}
-                try:
-                    yield parse_click(group.file, group.offset + int(at) + 1, row, self.catalog)
-                except DataError:
-                    if not self.skip_bad_rows:
-                        raise
+                yield self._parse(position, columns, int(at))
             first, slot = end, slot + 1
 
+    def _parse(
+        self, position: int, columns: dict[str, list[Any]], at: int, report: LoadReport | None = None
+    ) -> Item | None:
+        """Row ``at`` of group ``position``; a bad row raises DataError(shard, row, field), or with
+        ``skip_bad_rows`` gives None (counted in ``report`` if one is given)."""
+        group = self.groups[position]
+        row = {name: values[at] for name, values in columns.items()}
+        try:
+            return parse_click(group.file, group.offset + at + 1, row, self.catalog)
+        except DataError as error:
+            if not self.skip_bad_rows:
+                raise
+            if report is not None:
+                report.skip(error)
+            return None
+
     def _group(self, position: int) -> tuple[dict[str, list[Any]], np.ndarray]:
-        """Row group ``position``'s click columns (cached: a worker's next batch is usually in it)
-        and its row order for this epoch."""
+        """Row group ``position``'s click columns and this epoch's row order (cached: a worker's
+        next batch is usually in the same group)."""
         if self._cached is None or self._cached[0] != position:
             group = self.groups[position]
             parquet = pq.ParquetFile(group.file)
             wanted = [c for c in (*CLICK_COLUMNS, "weight") if c in parquet.schema_arrow.names]
-            self._cached = (position, parquet.read_row_group(group.index, columns=wanted).to_pydict())
-        rows = np.random.default_rng([self.seed, self.epoch, position]).permutation(self.groups[position].rows)
-        return self._cached[1], rows
+            columns = parquet.read_row_group(group.index, columns=wanted).to_pydict()
+            rows = np.random.default_rng([self.seed, self.epoch, position]).permutation(group.rows)
+            self._cached = (position, columns, rows)
+        return self._cached[1], self._cached[2]
 
-    def pairs(self) -> Iterator[tuple[str, int]]:
-        """Every valid (query, product) pair, group by group in file order: for fitting keywords."""
+    def scan(self, report: LoadReport) -> Iterator[tuple[str, int]]:
+        """Every valid (query, product) pair, group by group in file order, checking every row: for
+        fitting keywords, or just for the check. Skipped rows are counted in ``report``."""
         for position in range(len(self.groups)):
             columns, _ = self._group(position)
-            group = self.groups[position]
-            for at in range(group.rows):
-                row = {name: values[at] for name, values in columns.items()}
-                try:
-                    query, product, _ = parse_click(group.file, group.offset + at + 1, row, self.catalog)
-                except DataError:
-                    if not self.skip_bad_rows:
-                        raise
-                    continue
-                yield query, product
+            for at in range(self.groups[position].rows):
+                item = self._parse(position, columns, at, report)
+                if item is not None:
+                    yield item[0], item[1]
         self._cached = None
 
 

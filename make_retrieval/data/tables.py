@@ -89,13 +89,14 @@ SHARD_FOLDER = "train"
 
 
 def find_shards(data_dir: Path) -> list[Path] | None:
-    """The sorted ``train/*.parquet`` shards of ``data_dir`` (data/stream.py), or None without that folder."""
-    folder = data_dir / SHARD_FOLDER
-    if not folder.is_dir():
-        return None
-    shards = sorted(folder.glob("*.parquet"))
+    """The sorted ``train/*.parquet`` shards of ``data_dir`` (data/stream.py), or None if there are
+    none; shards beside a ``train`` table are ambiguous."""
+    shards = sorted((data_dir / SHARD_FOLDER).glob("*.parquet"))
     if not shards:
-        raise DataError(folder, "training shard folder holds no .parquet files")
+        return None
+    table = find_table(data_dir, SHARD_FOLDER, required=False)
+    if table is not None:
+        raise DataError(data_dir, f"both {table.name} and {SHARD_FOLDER}/*.parquet shards; keep one of them")
     return shards
 
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
+
+#: How long a rank waits for the others at a collective before the job fails.
+DIST_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ def init_distributed() -> Distributed:
     if cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # ranks wait at barriers while rank 0 validates over the whole catalog or merges embedding
+        # shards: longer than the default 10 (NCCL) / 30 (gloo) minutes on a large catalog
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=DIST_TIMEOUT)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     return Distributed(dist.get_rank(), dist.get_world_size(), device)
 

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.data.stream import BatchIndices, ShardedClicks
+from make_retrieval.data.tables import LoadReport
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.keywords import KeywordExtractor
@@ -102,16 +103,21 @@ def train(
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     epochs = _Epochs.build(data, config, context, generator, skip_bad_rows)
+    if state is not None and state.get("data", epochs.fingerprint()) != epochs.fingerprint():
+        raise ConfigError(f"{run_dir}: the training data changed since the saved state; cannot resume")
     progress = progress and main
+    keywords = None
+    clicks = epochs.pairs(data.report)  # from shards this checks every row once, before training
+    if config.model.keyword_enhancement:
+        keywords = KeywordExtractor.fit(data.catalog.titles, clicks, config.model.num_keywords)
+    else:
+        for _ in clicks:
+            pass
     if main:
         config.save(run_dir / "config.yaml")
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
         data.report.announce()
-
-    keywords = None
-    if config.model.keyword_enhancement:
-        keywords = KeywordExtractor.fit(data.catalog.titles, epochs.pairs(), config.model.num_keywords)
-        if main:
+        if keywords is not None:
             keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
 
     options = _step_options(config, context)
@@ -158,7 +164,8 @@ def train(
             break
         epoch_generator = generator.get_state()
         if config.train.hard_negatives:
-            if not (epoch == first_epoch and state is not None):
+            # a state saved mid-epoch holds that epoch's candidates; one saved at an epoch end does not
+            if not (epoch == first_epoch and state is not None and state["done_in_epoch"] > 0):
                 assert data.train is not None  # _Epochs.build refuses mining on streamed shards
                 candidates = mine_hard_negatives(model, data.catalog, data.train, config.train.hard_negative_depth)
                 model.train()
@@ -175,7 +182,8 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{logged['loss']:.3f}")
             if step % config.train.log_every == 0 or step == total:
-                elapsed = max(time.time() - window_start, 1e-9)
+                now = time.time()  # the next window starts before this write: logging counts as training time
+                elapsed, window_start = max(now - window_start, 1e-9), now
                 log.write(
                     {
                         "step": step,
@@ -186,10 +194,11 @@ def train(
                         "samples_per_s": window_samples / elapsed,
                     }
                 )
-                window_start, window_samples = time.time(), 0
+                window_samples = 0
             every = config.train.state_every
             if main and every and step % every == 0 and step < total and done_in_epoch < steps_per_epoch:
                 position = {"step": step, "epoch": epoch, "done_in_epoch": done_in_epoch, "best": best}
+                position["data"] = epochs.fingerprint()
                 _save_state(run_dir, config, model, optimizer, scheduler, options, position, epoch_generator,
                             candidates, log)
             if step >= total:
@@ -211,6 +220,7 @@ def train(
             save_checkpoint(run_dir / "best.pt", model, info)
         # the next epoch starts from here: its generator state is the current one
         position = {"step": step, "epoch": epoch + 1, "done_in_epoch": 0, "best": best}
+        position["data"] = epochs.fingerprint()
         _save_state(run_dir, config, model, optimizer, scheduler, options, position, generator.get_state(), {}, log)
         context.barrier()
     bar.close()
@@ -249,12 +259,22 @@ class _Epochs:
         stream = ShardedClicks(data.train_shards, data.catalog, global_batch, skip_bad_rows, context.world_size)
         return cls(BatchIndices(len(stream)), stream, generator, config.train.seed, stream.rows)
 
-    def pairs(self) -> Iterable[tuple[str, int]]:
-        """Every (query, product) click, for fitting keywords; streamed from shards if need be."""
+    def pairs(self, report: LoadReport) -> Iterator[tuple[str, int]]:
+        """Every valid (query, product) click, for fitting keywords. From shards every row is read
+        and checked here (a bad one raises, or is counted in ``report``), and ``pairs_count`` set."""
+        if not isinstance(self.dataset, ShardedClicks):
+            yield from zip(self.dataset.clicks.queries, self.dataset.clicks.products, strict=True)
+            return
+        self.pairs_count = 0
+        for pair in self.dataset.scan(report):
+            self.pairs_count += 1
+            yield pair
+
+    def fingerprint(self) -> int | list[tuple[str, int]]:
+        """What a resumed run must find unchanged: the click count, or every shard's row groups."""
         if isinstance(self.dataset, ShardedClicks):
-            return self.dataset.pairs()
-        clicks = self.dataset.clicks
-        return zip(clicks.queries, clicks.products, strict=True)
+            return self.dataset.fingerprint()
+        return self.pairs_count
 
     def loader(self, collate: BatchBuilder, workers: int) -> DataLoader:
         """Batches collated (images decoded) in ``workers`` processes, in the sampler's order. The

@@ -4,6 +4,7 @@ TensorBoard scalars, so a run can be followed live in ``tensorboard --logdir RUN
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
 
+            folder = run_dir / TENSORBOARD
+            if resume_step is None:  # a fresh run: an earlier run's curves in this folder would mix in
+                shutil.rmtree(folder, ignore_errors=True)
             purge = None if resume_step is None else resume_step + 1
-            self.writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=purge)
+            self.writer = SummaryWriter(str(folder), purge_step=purge)
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (it has a ``step``); its numbers go to TensorBoard as ``<event>/<key>``."""
