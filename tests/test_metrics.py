@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from make_retrieval.config import Config
 from make_retrieval.train.loop import train
-from make_retrieval.train.metrics import TENSORBOARD
+from make_retrieval.train.metrics import TENSORBOARD, MetricsLog
 
 
 def test_tensorboard_mirrors_the_jsonl_log(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
@@ -29,3 +29,19 @@ def test_tensorboard_mirrors_the_jsonl_log(tiny_config: Config, data_dir: Path, 
     tiny_config.train.tensorboard = False
     train(tiny_config, data_dir, tmp_path / "plain", progress=False)
     assert not (tmp_path / "plain" / TENSORBOARD).exists()
+
+
+def test_a_resumed_log_replaces_the_killed_runs_later_events(tmp_path: Path) -> None:
+    killed = MetricsLog(tmp_path, tensorboard=True)
+    for step in range(1, 6):
+        killed.write({"step": step, "loss": float(step)})
+    killed.close()
+    resumed = MetricsLog(tmp_path, keep_lines=3, tensorboard=True, resume_step=3)  # state saved after step 3
+    for step in (4, 5):
+        resumed.write({"step": step, "loss": 10.0 * step})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / TENSORBOARD))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 1), (2, 2), (3, 3), (4, 40), (5, 50)]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in lines] == [1, 2, 3, 40, 50]
