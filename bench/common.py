@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -15,6 +16,15 @@ from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import MAKEModel
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "make_retrieval" / "configs" / "demo.yaml"
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every bench script takes: ``--data`` and ``--config`` (the script's docstring
+    gives the description)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/demo"))
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    return parser
 
 
 def model_and_batch(config: Config, data_dir: Path, size: int) -> tuple[MAKEModel, Batch, DataDir]:

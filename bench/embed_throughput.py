@@ -6,12 +6,10 @@ model forward over the same products with their images decoded beforehand. Targe
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
-from common import DEFAULT_CONFIG
+from common import bench_parser
 
 from make_retrieval.config import Config
 from make_retrieval.data.batches import load_pixels
@@ -22,9 +20,7 @@ from make_retrieval.model.make import MAKEModel
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/demo"))
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser = bench_parser(__doc__)
     parser.add_argument("--products", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="image-decoding processes of embed_products")

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_CONFIG, model_and_batch, peak_rss_mb, reset_peak_rss, rss_mb
+from common import bench_parser, model_and_batch, peak_rss_mb, reset_peak_rss, rss_mb
 
 from make_retrieval.config import Config
 from make_retrieval.losses import MAKELoss
@@ -36,9 +36,7 @@ def one(config_path: Path, data: Path, batch_size: int, chunk: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/demo"))
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser = bench_parser(__doc__)
     parser.add_argument("--settings", nargs="+", default=["256:0", "4096:256"], help="BATCH:CHUNK (0 = no cache)")
     parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -6,14 +6,13 @@ bare PyTorch loop that steps the same model on one pre-collated batch. Target: o
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import DEFAULT_CONFIG, model_and_batch
+from common import bench_parser, model_and_batch
 
 from make_retrieval.config import Config
 from make_retrieval.losses import MAKELoss
@@ -56,9 +55,7 @@ def bare(config: Config, data: Path, warm: int, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/demo"))
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser = bench_parser(__doc__)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warm", type=int, default=10)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of our loop")
