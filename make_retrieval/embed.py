@@ -91,25 +91,29 @@ def embed_catalog(
     done; the other ranks return None."""
     shard_dir.mkdir(parents=True, exist_ok=True)
     count = -(-len(catalog) // shard_size)
+    mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0 merges its own shards from memory
     for shard in range(context.rank, count, context.world_size):
         path, positions, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
-        if _read_shard(path, key) is None:
-            vectors, weights = embed_products(
-                model, catalog, batch_size, num_workers, progress and context.is_main, positions
-            )
+        part = _read_shard(path, key)
+        if part is None:
+            part = embed_products(model, catalog, batch_size, num_workers, progress and context.is_main, positions)
             tmp = path.with_suffix(".tmp")
             with tmp.open("wb") as handle:
-                np.savez(handle, vectors=vectors, weights=weights, key=np.array(key))
+                np.savez(handle, vectors=part[0], weights=part[1], key=np.array(key))
             os.replace(tmp, path)
+        if context.is_main:
+            mine[shard] = part
     context.barrier()
     if not context.is_main:
         return None
     parts = []
     for shard in range(count):
-        path, _, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
-        part = _read_shard(path, key)
+        part = mine.get(shard)
         if part is None:
-            raise RuntimeError(f"{path}: shard missing or stale after every rank finished")
+            path, _, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
+            part = _read_shard(path, key)
+            if part is None:
+                raise RuntimeError(f"{path}: shard missing or stale after every rank finished")
         parts.append(part)
     return np.concatenate([v for v, _ in parts]), np.concatenate([w for _, w in parts])
 
