@@ -20,6 +20,7 @@ from typing import Any
 from make_retrieval.config import Config, ConfigError
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.evaluate import evaluate_retriever
+from make_retrieval.index.faiss_index import ProductIndex
 from make_retrieval.model.baselines import VARIANTS, with_variant
 from make_retrieval.retrieval import BM25Retriever, exact_retriever
 from make_retrieval.train.checkpoint import load_model
@@ -99,7 +100,9 @@ def _train_and_evaluate(name: str, config: Config, data: DataDir, run_dir: Path)
     model, _, _ = load_model(run_dir)
     retriever = exact_retriever(model, data.catalog)
     result = evaluate_retriever(retriever, data.judgements["test"], data.catalog)
-    weights = retriever.index.weights_by_category() if model.config.modal_adaptation else {}
+    store = retriever.store
+    assert isinstance(store, ProductIndex)  # exact_retriever's in-memory FAISS store
+    weights = store.weights_by_category() if model.config.modal_adaptation else {}
     record = RunRecord(name, config.train.seed, result.metrics, result.per_category, trained.seconds, weights)
     payload = {"config": dataclasses.asdict(config), "record": record.__dict__}
     (run_dir / RECORD).write_text(json.dumps(payload, indent=2))

@@ -1,4 +1,4 @@
-"""``make-retrieval``: train, embed, search, evaluate, demo.
+"""``make-retrieval``: train, embed, search, serve, evaluate, demo.
 
 Data errors are printed as one line naming file, row and field (exit code 2), not a traceback.
 """
@@ -32,6 +32,7 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 P = ParamSpec("P")
 IndexKind = Enum("IndexKind", {kind: kind for kind in INDEX_KINDS}, type=str)  # type: ignore[misc]
+Encoder = Enum("Encoder", {name: name for name in ("auto", "onnx", "torch")}, type=str)  # type: ignore[misc]
 Split = Enum("Split", {"valid": "valid", "test": "test"}, type=str)  # type: ignore[misc]
 
 SkipBadRows = Annotated[
@@ -124,28 +125,27 @@ def embed(
 @_fail_on_data_errors
 def search(
     query: Annotated[str, typer.Argument(help="What a shopper types.")],
-    index: Annotated[Path, typer.Option(help="Index directory made by 'embed'.")],
+    index: Annotated[Path, typer.Option(help="Index directory made by 'embed' (or 'to-milvus').")],
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results to show.")] = 10,
+    category: Annotated[str | None, typer.Option(help="Only products of this category.")] = None,
     run: Annotated[Path | None, typer.Option(help="Run directory (default: the one in the manifest).")] = None,
+    encoder: Annotated[Encoder, typer.Option(help="Query encoder: onnx if exported (auto), onnx or torch.")] = (
+        Encoder.auto
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, with metadata.")] = False,
 ) -> None:
     """Search the index; prints id, title, score and the product's modality weights."""
     from make_retrieval.pipeline import open_index
 
-    retriever = open_index(index, run)
-    found, query_weights = retriever.search_with_weights([query], k)
-    modalities, products = retriever.index.modalities, retriever.index
+    retriever = open_index(index, run, encoder.value)
+    found, query_weights = retriever.search_with_weights([query], k, category)
+    products = retriever.store.get([hit.product_id for hit in found[0]])
     results = [
-        {
-            "product_id": hit.product_id,
-            "title": products.titles[hit.position],
-            "score": hit.score,
-            "category": products.categories[hit.position],
-            "weights": dict(zip(modalities, products.weights[hit.position].tolist(), strict=True)),
-            "metadata": products.metadata[hit.position],
-        }
-        for hit in found[0]
+        {**product.to_dict(), "score": hit.score}
+        for hit, product in zip(found[0], products, strict=True)
+        if product is not None
     ]
+    modalities = retriever.store.modalities
     a_q = dict(zip(modalities, query_weights[0].tolist(), strict=True))
     if as_json:
         print(json.dumps({"query": query, "query_weights": a_q, "results": results}, ensure_ascii=False))
@@ -172,38 +172,114 @@ def explain(
     product: Annotated[str | None, typer.Option(help="A product id; without it, the per-category table.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Show Modal Adaptation weights: one product's, or the mean per category."""
+    """Show Modal Adaptation weights: one product's, or the mean per category (FAISS folders)."""
     from make_retrieval.index.faiss_index import ProductIndex
+    from make_retrieval.index.store import open_store
 
-    products = ProductIndex.load(index)
+    store = open_store(index)
     if product is not None:
-        if product not in products.product_ids:
+        found = store.get([product])[0]
+        if found is None:
             raise IndexFileError(f"product '{product}' is not in {index}")
-        row = products.product_ids.index(product)
-        found = {
-            "product_id": product,
-            "title": products.titles[row],
-            "category": products.categories[row],
-            "weights": dict(zip(products.modalities, products.weights[row].tolist(), strict=True)),
-            "metadata": products.metadata[row],
-        }
         if as_json:
-            print(json.dumps(found, ensure_ascii=False))
+            print(json.dumps(found.to_dict(), ensure_ascii=False))
             return
-        console.print(f"{product}: {found['title']} ({found['category']})", highlight=False)
-        for modality, weight in found["weights"].items():
+        console.print(f"{product}: {found.title} ({found.category})", highlight=False)
+        for modality, weight in found.weights.items():
             console.print(f"  {modality:6s} {weight:.3f} {'#' * round(weight * 40)}", highlight=False)
         return
-    table_data = products.weights_by_category()
+    if not isinstance(store, ProductIndex):
+        raise IndexFileError(f"{index}: the per-category table reads a FAISS folder; pass the one 'embed' wrote")
+    table_data = store.weights_by_category()
     if as_json:
         print(json.dumps(table_data))
         return
     table = Table(title="mean modality weights per category (most image-led first)")
-    for column in ("category", "products", *products.modalities):
+    for column in ("category", "products", *store.modalities):
         table.add_column(column, justify="left" if column == "category" else "right")
     for category, row in sorted(table_data.items(), key=lambda kv: (-kv[1].get("image", 0.0), kv[0])):
-        table.add_row(category, str(row["products"]), *(f"{row[m]:.3f}" for m in products.modalities))
+        table.add_row(category, str(row["products"]), *(f"{row[m]:.3f}" for m in store.modalities))
     console.print(table)
+
+
+@app.command("export-onnx")
+@_fail_on_data_errors
+def export_onnx(
+    index: Annotated[Path, typer.Option(help="Index directory made by 'embed'.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory (default: the one in the manifest).")] = None,
+) -> None:
+    """Export the index's query encoder to ONNX (INDEX/query_encoder), which 'serve' then runs."""
+    from make_retrieval.pipeline import export_query_encoder
+
+    path = export_query_encoder(index, run)
+    console.print(f"query encoder exported -> {path}")
+
+
+@app.command()
+@_fail_on_data_errors
+def sync(
+    index: Annotated[Path, typer.Option(help="Index directory (FAISS or Milvus).")],
+    data: Annotated[Path, typer.Option(help="Data directory whose products the index must match.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory (default: the one in the manifest).")] = None,
+    skip_bad_rows: SkipBadRows = False,
+) -> None:
+    """Update an index in place to match the catalog: embed new or changed products, delete
+    products that are gone; the rest is not re-embedded."""
+    from make_retrieval.pipeline import sync_index
+
+    report = sync_index(index, data, run, skip_bad_rows)
+    console.print(
+        f"added {report.added}, re-embedded {report.updated}, deleted {report.deleted}, "
+        f"unchanged {report.unchanged} -> {index}"
+    )
+
+
+@app.command("to-milvus")
+@_fail_on_data_errors
+def to_milvus(
+    index: Annotated[Path, typer.Option(help="FAISS index directory made by 'embed'.")],
+    uri: Annotated[str, typer.Option(help="Milvus URI: a local file (Milvus Lite) or http://host:19530.")],
+    out: Annotated[Path, typer.Option(help="Index directory to write (its manifest points at Milvus).")],
+    collection: Annotated[str, typer.Option(help="Collection name.")] = "products",
+    replace: Annotated[bool, typer.Option(help="Drop an existing collection of that name first.")] = False,
+) -> None:
+    """Copy an index into Milvus (no re-embedding) for catalogs that outgrow one machine."""
+    from make_retrieval.pipeline import to_milvus as copy_to_milvus
+
+    store = copy_to_milvus(index, uri, collection, out, replace)
+    console.print(f"{len(store)} products in Milvus collection '{collection}' at {store.uri} -> {out}")
+
+
+@app.command()
+@_fail_on_data_errors
+def serve(
+    index: Annotated[Path, typer.Option(help="Index directory (FAISS or Milvus).")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    encoder: Annotated[Encoder, typer.Option(help="Query encoder: onnx if exported (auto), onnx or torch.")] = (
+        Encoder.auto
+    ),
+    images: Annotated[Path | None, typer.Option(help="Catalog folder of the images (default: the manifest's).")] = (
+        None
+    ),
+    run: Annotated[Path | None, typer.Option(help="Run directory for the torch encoder (default: manifest's).")] = (
+        None
+    ),
+) -> None:
+    """Start the search service and its page (http://HOST:PORT/; API docs at /docs)."""
+    import uvicorn
+
+    from make_retrieval.pipeline import open_index
+    from make_retrieval.serve.app import create_app
+
+    retriever = open_index(index, run, encoder.value)
+    data = retriever.store.manifest.get("data")
+    app_ = create_app(retriever, images or (Path(data) if data else None))
+    console.print(
+        f"serving {len(retriever.store)} products with the {retriever.encoder.name} encoder on http://{host}:{port}/",
+        highlight=False,
+    )
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -4,6 +4,7 @@ evaluate a run or a baseline, and the demo that chains train -> embed -> evaluat
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from make_retrieval.embed import SHARD_SIZE, embed_catalog, embed_products
 from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
 from make_retrieval.files import file_sha256
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.index.milvus_index import MilvusIndex
+from make_retrieval.index.store import catalog_products, open_store, read_manifest, relative_image
+from make_retrieval.model.make import MAKEModel
+from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
 from make_retrieval.retrieval import BM25Retriever, MAKERetriever, exact_retriever
 from make_retrieval.train.checkpoint import CheckpointError, load_model
 from make_retrieval.train.distributed import Distributed
@@ -28,6 +33,8 @@ BENCHMARK_CONFIG = PACKAGE_DIR / "configs" / "benchmark.yaml"
 #: The vendored catalog lives in the repository (data/demo), next to the package.
 DEMO_DATA = PACKAGE_DIR.parent / "data" / "demo"
 BASELINES = ("bm25",)
+#: Products per copy step of ``to_milvus``.
+MILVUS_COPY_BATCH = 10_000
 
 
 def build_index(
@@ -78,13 +85,99 @@ class EmbedShards:
     workers: int = 0
 
 
-def open_index(index_dir: Path, run_dir: Path | None = None) -> MAKERetriever:
-    """Load an index folder and the query tower of the run that built it."""
-    index = ProductIndex.load(index_dir)
-    model, _, checkpoint = load_model(run_dir or Path(index.manifest["model"]["run"]))
-    if file_sha256(checkpoint) != index.manifest["model"]["checkpoint_sha256"]:
+ENCODERS = ("auto", "onnx", "torch")
+
+
+def open_index(index_dir: Path, run_dir: Path | None = None, encoder: str = "torch") -> MAKERetriever:
+    """Open an index folder (any backend) with a query encoder for the model that built it:
+    ``onnx`` the graph exported into the folder, ``torch`` the run's checkpoint, ``auto`` the
+    former when it was exported from the index's checkpoint, else the latter."""
+    if encoder not in ENCODERS:
+        raise ConfigError(f"unknown encoder '{encoder}'; choose one of {ENCODERS}")
+    store = open_store(index_dir)
+    model_info = store.manifest["model"]
+    onnx_folder = index_dir / ONNX_FOLDER
+    if encoder != "torch" and (onnx_folder / ONNX_FILE).is_file():
+        onnx = OnnxQueryEncoder(onnx_folder)
+        if onnx.info["checkpoint_sha256"] != model_info["checkpoint_sha256"]:
+            raise CheckpointError(f"{onnx_folder} was exported from another checkpoint; run 'export-onnx' again")
+        return MAKERetriever(onnx, store)
+    if encoder == "onnx":
+        raise FileNotFoundError(f"{onnx_folder / ONNX_FILE} not found; run 'make-retrieval export-onnx' first")
+    model = _index_model(index_dir, store.manifest, run_dir)
+    return MAKERetriever(TorchQueryEncoder(model), store)
+
+
+def _index_model(index_dir: Path, manifest: dict, run_dir: Path | None) -> MAKEModel:
+    """The model of the run that built the index, refused if its checkpoint is another one."""
+    model, _, checkpoint = load_model(run_dir or Path(manifest["model"]["run"]))
+    if file_sha256(checkpoint) != manifest["model"]["checkpoint_sha256"]:
         raise CheckpointError(f"{index_dir} was built by another checkpoint than {checkpoint}; rebuild it with 'embed'")
-    return MAKERetriever(model, index)
+    return model
+
+
+def export_query_encoder(index_dir: Path, run_dir: Path | None = None) -> Path:
+    """Export the index's query tower to ONNX inside the index folder (used by ``serve``)."""
+    manifest = read_manifest(index_dir)
+    model = _index_model(index_dir, manifest, run_dir)
+    return export_onnx(model, index_dir / ONNX_FOLDER, manifest["model"]["checkpoint_sha256"])
+
+
+@dataclass
+class SyncReport:
+    """What ``sync_index`` changed."""
+
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+
+
+def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, skip_bad_rows: bool = False) -> SyncReport:
+    """Make the index match the catalog in ``data_dir`` without a rebuild: embed and add new products,
+    re-embed products whose title or image path changed, delete products no longer listed."""
+    store = open_store(index_dir)
+    data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
+    data.report.announce()
+    catalog = data.catalog
+    root = catalog.root.resolve() if catalog.root is not None else None
+    if str(root) != store.manifest.get("data"):
+        raise ConfigError(
+            f"{index_dir} serves images from {store.manifest.get('data')}; sync it from that folder, not {data_dir}"
+        )
+    stored = dict(zip(catalog.product_ids, store.get(catalog.product_ids), strict=True))
+    changed = [
+        i
+        for i, pid in enumerate(catalog.product_ids)
+        if (old := stored[pid]) is None or (old.title, old.image) != (catalog.titles[i], relative_image(catalog, i))
+    ]
+    added = sum(stored[catalog.product_ids[i]] is None for i in changed)
+    gone = set(store.ids()) - set(catalog.product_ids)
+    if changed:
+        model = _index_model(index_dir, store.manifest, run_dir)
+        vectors, weights = embed_products(model, catalog, positions=changed)
+        store.add(catalog_products(catalog, weights, model.modalities, changed), vectors)
+    deleted = store.delete(sorted(gone))
+    store.save(index_dir)
+    return SyncReport(added, len(changed) - added, deleted, len(catalog) - len(changed))
+
+
+def to_milvus(index_dir: Path, uri: str, collection: str, out: Path, replace: bool = False) -> MilvusIndex:
+    """Copy a FAISS index folder's products and vectors into a Milvus collection (Milvus Lite when
+    ``uri`` is a file path) and write ``out``, an index folder that ``serve`` and ``sync`` open."""
+    source = ProductIndex.load(index_dir)
+    if "://" not in uri:
+        uri = str(Path(uri).resolve())
+    store = MilvusIndex.create(uri, collection, dict(source.manifest), source.config, replace)
+    ids = source.ids()
+    for start in range(0, len(ids), MILVUS_COPY_BATCH):
+        chunk = ids[start : start + MILVUS_COPY_BATCH]
+        products = [p for p in source.get(chunk) if p is not None]
+        store.add(products, source.vectors[[source.rows[pid] for pid in chunk]])
+    store.save(out)
+    if (index_dir / ONNX_FOLDER).is_dir():
+        shutil.copytree(index_dir / ONNX_FOLDER, out / ONNX_FOLDER, dirs_exist_ok=True)
+    return store
 
 
 def evaluate_on(
@@ -129,19 +222,21 @@ def run_demo(
     console.rule("2/3 embed and index")
     index = build_index(out, data_dir, skip_bad_rows=skip_bad_rows)
     index.save(out / "index")
-    console.print(f"indexed {index.manifest['count']} products -> {out / 'index'}")
+    export_query_encoder(out / "index", out)
+    console.print(f"indexed {index.manifest['count']} products, query encoder exported to ONNX -> {out / 'index'}")
     console.rule("3/3 evaluate on the test split")
     data = load_data_dir(data_dir, splits=("test",), skip_bad_rows=skip_bad_rows)
     judged = data.judgements["test"]
     results = [
         evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog),
-        evaluate_retriever(open_index(out / "index", out), judged, data.catalog),
+        evaluate_retriever(open_index(out / "index", out, encoder="onnx"), judged, data.catalog),
     ]
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     show(results)
     console.print(f"demo finished in {time.time() - started:.0f}s; results in {out / 'results.json'}")
     console.print("Next, try:")
     for command in (
+        f"make-retrieval serve --index {out / 'index'}   # then open http://127.0.0.1:8000/",
         f'make-retrieval search --index {out / "index"} "black heels" -k 10',
         f"make-retrieval evaluate --run {out} --data {data_dir} --split test --json",
         f"make-retrieval evaluate --baseline bm25 --data {data_dir} --json",

@@ -1,32 +1,24 @@
 """Retrievers: something that maps query strings to ranked product ids over a whole catalog.
 
-``MAKERetriever`` (query encoder + FAISS index) and ``BM25Retriever`` (bm25s over titles) share one
+``MAKERetriever`` (query encoder + vector store) and ``BM25Retriever`` (bm25s over titles) share one
 interface so that evaluation, the demo and later baselines treat them alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import bm25s
 import numpy as np
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.embed import embed_products, embed_queries
+from make_retrieval.embed import embed_products
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.index.store import Hit, VectorStore
 from make_retrieval.model.keywords import tokenize
 from make_retrieval.model.make import MAKEModel
-
-
-@dataclass
-class Hit:
-    """One retrieved product."""
-
-    position: int  # row in the catalog / index
-    product_id: str
-    score: float
+from make_retrieval.query_encoder import QueryEncoder, TorchQueryEncoder
 
 
 class Retriever(Protocol):
@@ -38,27 +30,23 @@ class Retriever(Protocol):
 
 
 class MAKERetriever:
-    """Encodes queries with the trained query tower and searches the product index."""
+    """Encodes queries with the trained query tower and searches a product store."""
 
     name = "MAKE"
 
-    def __init__(self, model: MAKEModel, index: ProductIndex):
-        self.model, self.index = model, index
+    def __init__(self, encoder: QueryEncoder, store: VectorStore):
+        self.encoder, self.store = encoder, store
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        """Top-k hits per query."""
-        return self.search_with_weights(queries, k)[0]
+    def search(self, queries: Sequence[str], k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k hits per query (only ``category``'s products if given)."""
+        return self.search_with_weights(queries, k, category)[0]
 
-    def search_with_weights(self, queries: Sequence[str], k: int) -> tuple[list[list[Hit]], np.ndarray]:
+    def search_with_weights(
+        self, queries: Sequence[str], k: int, category: str | None = None
+    ) -> tuple[list[list[Hit]], np.ndarray]:
         """Top-k hits per query and each query's modality weights a(q), shape (Q, M)."""
-        vectors, query_weights = embed_queries(self.model, queries)
-        scores, positions = self.index.search(vectors, k)
-        ids = self.index.product_ids
-        hits = [
-            [Hit(int(p), ids[p], float(s)) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
-            for row_s, row_p in zip(scores, positions, strict=True)
-        ]
-        return hits, query_weights
+        vectors, query_weights = self.encoder.encode(queries)
+        return self.store.search(vectors, k, category), query_weights
 
 
 class BM25Retriever:
@@ -83,7 +71,7 @@ class BM25Retriever:
             positions, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
             results.append(
                 [
-                    Hit(int(p), self.product_ids[p], float(s))
+                    Hit(self.product_ids[p], float(s))
                     for p, s in zip(positions[0], scores[0], strict=True)
                     if s > 0
                 ]
@@ -101,4 +89,4 @@ def exact_retriever(model: MAKEModel, catalog: Catalog) -> MAKERetriever:
     """Embed the whole catalog into an exact in-memory index (evaluation searches everything)."""
     vectors, weights = embed_products(model, catalog, progress=False)
     index = ProductIndex.build(catalog, vectors, weights, model.modalities, IndexConfig(), {})
-    return MAKERetriever(model, index)
+    return MAKERetriever(TorchQueryEncoder(model), index)

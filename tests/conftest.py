@@ -159,3 +159,22 @@ def tiny_config(tiny_bert: Path) -> Config:
     config.train.head_lr = 1e-2
     config.train.log_every = 1
     return config
+
+
+@pytest.fixture(scope="session")
+def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index folder of the 32-product data directory, built by a briefly trained tiny model, with
+    its query encoder exported to ONNX: what 'serve' is started on."""
+    from make_retrieval.pipeline import build_index, export_query_encoder
+    from make_retrieval.train.loop import train
+
+    root = tmp_path_factory.mktemp("served")
+    data_dir = make_data_dir(root / "data")
+    config = Config(model=tiny_model_config(tiny_bert))
+    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
+    train(config, data_dir, root / "run", progress=False)
+    index = build_index(root / "run", data_dir)
+    assert index is not None
+    index.save(root / "index")
+    export_query_encoder(root / "index")
+    return root / "index"

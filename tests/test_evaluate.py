@@ -23,7 +23,7 @@ class Fixed:
         self.rankings = rankings
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        return [[Hit(0, pid, 1.0) for pid in self.rankings.get(q, [])[:k]] for q in queries]
+        return [[Hit(pid, 1.0) for pid in self.rankings.get(q, [])[:k]] for q in queries]
 
 
 def test_metrics_by_hand() -> None:

@@ -1,4 +1,5 @@
-"""Index round trips: every FAISS kind against brute force, save/load, checksum guard."""
+"""Vector stores: every FAISS kind against brute force, save/load, checksum guard, and the behaviour
+every backend shares (FAISS and Milvus Lite alike): category filter, add, replace, delete, get."""
 
 from __future__ import annotations
 
@@ -8,58 +9,72 @@ import numpy as np
 import pytest
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.index.faiss_index import IndexConfig, IndexFileError, ProductIndex
+from make_retrieval.index.faiss_index import EXACT_FILTER_ROWS, IndexConfig, IndexFileError, ProductIndex
+from make_retrieval.index.milvus_index import MilvusIndex
+from make_retrieval.index.store import StoredProduct, VectorStore, open_store
+
+MODALITIES = ("title", "image", "fused")
 
 
-def _catalog(n: int) -> Catalog:
+def _catalog(n: int, categories: int = 1) -> Catalog:
     metadata = [{"colour": "red", "rank": i} for i in range(n)]
-    return Catalog([f"id{i}" for i in range(n)], [f"title {i}" for i in range(n)], [None] * n, ["c"] * n, metadata)
+    ids, titles = [f"id{i}" for i in range(n)], [f"title {i}" for i in range(n)]
+    return Catalog(ids, titles, [None] * n, [f"c{i % categories}" for i in range(n)], metadata)
 
 
-def _vectors(n: int, dim: int = 32) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+def _vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def _weights(n: int) -> np.ndarray:
+    return np.random.default_rng(1).dirichlet(np.ones(3), n).astype(np.float32)
 
 
 def _brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
 
 
-def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
-    vectors, queries = _vectors(500), _vectors(20)[:, :] * 0.5
-    weights = np.full((500, 3), 1 / 3, dtype=np.float32)
-    built = ProductIndex.build(
-        _catalog(500), vectors, weights, ("title", "image", "fused"), IndexConfig(), {"run": "x"}
+def _rows(hits: list) -> list[int]:
+    return [int(h.product_id[2:]) for h in hits]
+
+
+def _build(n: int, config: IndexConfig | None = None, categories: int = 1) -> ProductIndex:
+    return ProductIndex.build(
+        _catalog(n, categories), _vectors(n), _weights(n), MODALITIES, config or IndexConfig(), {"run": "x"}
     )
-    built.save(tmp_path / "index")
-    loaded = ProductIndex.load(tmp_path / "index")
-    scores, positions = loaded.search(queries, 10)
-    np.testing.assert_array_equal(positions, _brute_force(vectors, queries, 10))
-    np.testing.assert_allclose(scores[:, 0], (queries @ vectors.T).max(1), rtol=1e-5)
+
+
+def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
+    vectors, queries = _vectors(500), _vectors(20, seed=1)
+    _build(500).save(tmp_path / "index")
+    loaded = open_store(tmp_path / "index")
+    assert isinstance(loaded, ProductIndex)
+    hits = loaded.search(queries, 10)
+    assert [_rows(h) for h in hits] == _brute_force(vectors, queries, 10).tolist()
+    np.testing.assert_allclose([h[0].score for h in hits], (queries @ vectors.T).max(1), rtol=1e-5)
     assert loaded.manifest["count"] == 500 and loaded.manifest["dimension"] == 32
-    assert loaded.manifest["model"] == {"run": "x"}
-    assert loaded.product_ids[positions[0, 0]] == f"id{positions[0, 0]}"
-    np.testing.assert_allclose(loaded.weights, weights)
-    assert loaded.metadata[7] == {"colour": "red", "rank": 7}
+    assert loaded.manifest["model"] == {"run": "x"} and loaded.manifest["backend"] == "faiss"
+    product = loaded.get(["id7"])[0]
+    assert product is not None and product.metadata == {"colour": "red", "rank": 7}
+    np.testing.assert_allclose(list(product.weights.values()), _weights(500)[7], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("kind", "minimum"), [("hnsw", 0.95), ("ivfpq", 0.3)])
 def test_approximate_kinds_find_most_true_neighbours(kind: str, minimum: float) -> None:
-    vectors, queries = _vectors(2000), _vectors(50)
-    index = ProductIndex.build(_catalog(2000), vectors, np.ones((2000, 1)), ("title",), IndexConfig(kind=kind), {})
-    _, positions = index.search(queries, 10)
+    vectors, queries = _vectors(2000), _vectors(50, seed=1)
+    hits = _build(2000, IndexConfig(kind=kind)).search(queries, 10)
     truth = _brute_force(vectors, queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(positions, truth, strict=True)])
+    recall = np.mean([len(set(_rows(h)) & set(t)) / 10 for h, t in zip(hits, truth, strict=True)])
     assert recall >= minimum
 
 
 def test_k_larger_than_catalog_is_capped() -> None:
-    index = ProductIndex.build(_catalog(5), _vectors(5), np.ones((5, 1)), ("title",), IndexConfig(), {})
-    _, positions = index.search(_vectors(2), 100)
-    assert positions.shape == (2, 5) and sorted(positions[0]) == [0, 1, 2, 3, 4]
+    hits = _build(5).search(_vectors(2, seed=1), 100)
+    assert [sorted(_rows(h)) for h in hits] == [[0, 1, 2, 3, 4]] * 2
 
 
 def test_tampered_embeddings_are_refused(tmp_path: Path) -> None:
-    index = ProductIndex.build(_catalog(5), _vectors(5), np.ones((5, 1)), ("title",), IndexConfig(), {})
+    index = _build(5)
     index.save(tmp_path)
     np.save(tmp_path / "embeddings.npy", _vectors(5) + 1)
     with pytest.raises(IndexFileError, match=r"embeddings\.npy does not match the checksum"):
@@ -72,11 +87,94 @@ def test_tampered_embeddings_are_refused(tmp_path: Path) -> None:
 
 def test_ivfpq_refuses_a_catalog_too_small_to_train() -> None:
     with pytest.raises(IndexFileError, match="ivfpq needs at least 624 products"):
-        ProductIndex.build(_catalog(200), _vectors(200), np.ones((200, 1)), ("title",), IndexConfig(kind="ivfpq"), {})
+        _build(200, IndexConfig(kind="ivfpq"))
 
 
 def test_unknown_kind_and_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(IndexFileError, match="unknown index kind 'annoy'"):
-        ProductIndex.build(_catalog(5), _vectors(5), np.ones((5, 1)), ("title",), IndexConfig(kind="annoy"), {})
+        _build(5, IndexConfig(kind="annoy"))
     with pytest.raises(FileNotFoundError, match="not an index folder"):
         ProductIndex.load(tmp_path)
+
+
+@pytest.fixture(params=["flat", "hnsw", "milvus-lite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
+    """400 products in 4 categories, in each backend; reopened from its folder like a server would."""
+    kind = "flat" if request.param == "milvus-lite" else request.param
+    faiss_store = _build(400, IndexConfig(kind=kind), categories=4)
+    if request.param != "milvus-lite":
+        faiss_store.save(tmp_path / "index")
+        return open_store(tmp_path / "index")
+    milvus = MilvusIndex.create(str(tmp_path / "milvus.db"), "products", faiss_store.manifest, IndexConfig())
+    milvus.add(faiss_store.get(faiss_store.ids()), _vectors(400))
+    milvus.save(tmp_path / "index")
+    milvus.client.close()
+    return open_store(tmp_path / "index")
+
+
+def _new(pid: str, category: str = "c9") -> StoredProduct:
+    """A product to add; its weights are exact in float32, so a round trip compares equal."""
+    weights = dict(zip(MODALITIES, (0.5, 0.25, 0.25), strict=True))
+    return StoredProduct(pid, f"new {pid}", category, "images/x.jpg", weights, {"n": 1})
+
+
+def test_every_backend_searches_filters_adds_and_deletes(store: VectorStore) -> None:
+    vectors, queries = _vectors(400), _vectors(5, seed=1)
+    assert len(store) == 400 and store.categories() == ["c0", "c1", "c2", "c3"]
+    assert [_rows(h) for h in store.search(queries, 10)] == _brute_force(vectors, queries, 10).tolist()
+    # category filter: the exact top 10 among that category's products
+    in_c2 = np.arange(2, 400, 4)
+    truth = in_c2[_brute_force(vectors[in_c2], queries, 10)]
+    assert [_rows(h) for h in store.search(queries, 10, category="c2")] == truth.tolist()
+    assert store.search(queries, 10, category="nothing") == [[]] * 5
+
+    # add: a new product equal to the first query is its top hit; replacing id3 moves id3 there too
+    store.add([_new("fresh"), _new("id3")], np.stack([queries[0], queries[1]]) * 10)
+    assert len(store) == 401 and "c9" in store.categories()
+    top = store.search(queries[:2], 3)
+    assert top[0][0].product_id == "fresh" and top[1][0].product_id == "id3"
+    assert [h.product_id for h in top[1]].count("id3") == 1  # the replaced row is gone, not duplicated
+    assert store.get(["id3"])[0] == _new("id3")
+    assert [h.product_id for h in store.search(queries[:1], 5, category="c9")[0]] == ["fresh", "id3"]
+
+    # a category made of the characters a filter expression treats specially is matched literally
+    odd = 'say "hi"\\ it\'s\n{category} or category != ""'
+    store.add([_new("odd", odd)], queries[:1])
+    assert [h.product_id for h in store.search(queries[:1], 5, category=odd)[0]] == ["odd"]
+    assert store.delete(["odd"]) == 1
+
+    # delete: gone from search, get and ids at once; unknown ids are not counted
+    nearest = truth[0, 0]
+    assert store.delete(["fresh", f"id{nearest}", "unknown"]) == 2
+    assert len(store) == 399 and store.get(["fresh", "id0"])[0] is None
+    assert "fresh" not in store.ids() and len(store.ids()) == 399
+    remaining = [h.product_id for h in store.search(queries[:1], 10, category="c2")[0]]
+    assert f"id{nearest}" not in remaining and remaining[0] == f"id{truth[0, 1]}"
+
+
+def test_faiss_filter_through_the_ann_index_and_compaction(tmp_path: Path) -> None:
+    """A category bigger than EXACT_FILTER_ROWS goes through HNSW with an ID selector; saving after
+    many deletes rebuilds the index from the live rows."""
+    n = 2 * EXACT_FILTER_ROWS + 2000
+    vectors, queries = _vectors(n, dim=16), _vectors(20, dim=16, seed=1)
+    catalog = _catalog(n, categories=2)
+    index = ProductIndex.build(catalog, vectors, _weights(n), MODALITIES, IndexConfig(kind="hnsw"), {})
+    evens = np.arange(0, n, 2)
+    truth = evens[_brute_force(vectors[evens], queries, 10)]
+    found = [_rows(h) for h in index.search(queries, 10, category="c0")]
+    assert all(r % 2 == 0 for rows in found for r in rows)
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.9
+    index.delete([f"id{i}" for i in range(0, n // 2)])
+    index.save(tmp_path)
+    reopened = ProductIndex.load(tmp_path)
+    assert len(reopened.vectors) == n - n // 2 and not reopened.deleted.any()  # compacted
+    assert all(r >= n // 2 for h in reopened.search(queries, 10) for r in _rows(h))
+
+
+def test_add_refuses_wrong_shapes_and_duplicate_ids() -> None:
+    index = _build(5)
+    with pytest.raises(IndexFileError, match=r"expected \(1, 32\) vectors"):
+        index.add([_new("a")], np.zeros((1, 8), np.float32))
+    with pytest.raises(IndexFileError, match="same product_id appears twice"):
+        index.add([_new("a"), _new("a")], np.zeros((2, 32), np.float32))

@@ -29,6 +29,8 @@ class Catalog:
     images: list[Path | None]
     categories: list[str | None]
     metadata: list[dict[str, Any]]
+    #: The data folder that image paths are relative to (what the index stores and serves from).
+    root: Path | None = None
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,7 +73,7 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
             if problem:
                 report.text_only[problem] += 1
                 images[i] = None
-    return Catalog(ids, titles, images, categories, metadata)
+    return Catalog(ids, titles, images, categories, metadata, data_dir)
 
 
 def _image_path(path: Path, number: int, row: dict[str, Any], data_dir: Path) -> Path | None:

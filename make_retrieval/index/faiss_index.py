@@ -1,15 +1,23 @@
-"""The product index on disk: FAISS index, vectors, product table with modality weights, manifest.
+"""The FAISS product store: FAISS index, vectors and product table in one folder, searched in-process.
 
 Inner product is the metric throughout: the MAKE score is an inner product of the query and product
 vectors (see model/make.py), so no normalisation is applied here. Exact (Flat) search is the default
 because evaluation must search the whole catalog exactly; HNSW and IVF-PQ are there for big catalogs.
+
+FAISS ids are row numbers of the product table. Deleting marks the row dead (HNSW cannot remove a
+node) and search skips dead rows with an ID selector; ``save`` rebuilds the FAISS structure from the
+live rows once dead ones pass ``COMPACT_FRACTION``, so they never cost more than that.
+A category filter is an ID selector too, except that a category of at most ``EXACT_FILTER_ROWS``
+products is searched exactly over its own vectors: HNSW misses results under a restrictive filter,
+and a small matrix product is cheaper than walking the whole graph.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +28,19 @@ import pyarrow.parquet as pq
 
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.files import file_sha256
+from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, catalog_products, read_manifest
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 #: Files of an index folder whose sha256 the manifest records and ``load`` verifies.
 CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
 #: IVF-PQ trains 2^bits centroids per sub-quantiser on >= 39 points each; below 16 it is pointless.
 MIN_PQ_CENTROIDS = 16
+#: A category filter keeping at most this many rows is searched exactly over those rows.
+EXACT_FILTER_ROWS = 20_000
+#: ``save`` rebuilds the FAISS structure when this share of its rows are deleted.
+COMPACT_FRACTION = 0.25
 
-
-class IndexFileError(ValueError):
-    """An index folder that is incomplete, altered, or cannot be built as asked."""
+__all__ = ["INDEX_KINDS", "IndexConfig", "IndexFileError", "ProductIndex", "build_faiss"]
 
 
 @dataclass
@@ -73,19 +84,27 @@ def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     return index
 
 
-@dataclass
 class ProductIndex:
-    """Vectors of a catalog, searchable, with what search returns for each hit."""
+    """Vectors of a catalog in a FAISS index, with what search returns for each hit (a VectorStore)."""
 
-    index: faiss.Index
-    vectors: np.ndarray
-    product_ids: list[str]
-    titles: list[str]
-    weights: np.ndarray  # (N, M): the product's modality weights b(p)
-    modalities: tuple[str, ...]
-    categories: list[str | None]
-    metadata: list[dict[str, Any]]  # the catalog's extra columns, returned by search
-    manifest: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        index: faiss.Index,
+        vectors: np.ndarray,
+        table: dict[str, list[Any]],
+        weights: np.ndarray,
+        modalities: tuple[str, ...],
+        config: IndexConfig,
+        manifest: dict[str, Any],
+        deleted: np.ndarray | None = None,
+    ):
+        """``table``: product_id, title, category, image and metadata (JSON text) columns, one entry
+        per FAISS row; ``weights`` (rows, M) are the products' modality weights b(p)."""
+        self.index, self.vectors, self.table, self.weights = index, vectors, table, weights
+        self.modalities, self.config, self.manifest = modalities, config, manifest
+        self.deleted = np.zeros(len(vectors), dtype=bool) if deleted is None else deleted
+        self.rows = {pid: r for r, pid in enumerate(table["product_id"]) if not self.deleted[r]}
+        self._filters: dict[str | None, tuple[np.ndarray, Any, np.ndarray] | None] = {}
 
     @classmethod
     def build(
@@ -100,84 +119,214 @@ class ProductIndex:
         """Index ``vectors`` (one row per catalog product, in catalog order)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         manifest = {
+            "backend": "faiss",
             "model": model_info,
+            "data": str(catalog.root.resolve()) if catalog.root is not None else None,
             "dimension": int(vectors.shape[1]),
-            "count": int(vectors.shape[0]),
             "modalities": list(modalities),
             "index": asdict(config),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        table = _columns(catalog_products(catalog, weights, modalities))
         return cls(
-            build_faiss(vectors, config),
-            vectors,
-            list(catalog.product_ids),
-            list(catalog.titles),
-            weights,
-            modalities,
-            list(catalog.categories),
-            list(catalog.metadata),
-            manifest,
+            build_faiss(vectors, config), vectors, table, np.asarray(weights, np.float32), modalities, config, manifest
         )
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and row positions (-1 where fewer than k results exist), both (Q, k)."""
-        k = min(k, len(self.product_ids))
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def search(self, queries: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k live products per query row, by inner product; only ``category``'s if given."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, len(self.vectors)))
+        allowed = self._allowed(category)
+        if allowed is None:
+            scores, rows = self.index.search(queries, k)
+        elif len(allowed[0]) <= EXACT_FILTER_ROWS:
+            scores, rows = _exact(self.vectors, allowed[0], queries, k)
+        else:
+            scores, rows = self.index.search(queries, k, params=self._params(allowed[1]))
+        ids = self.table["product_id"]
+        return [
+            [Hit(ids[r], float(s)) for s, r in zip(row_s, row_r, strict=True) if r >= 0]
+            for row_s, row_r in zip(scores.tolist(), rows.tolist(), strict=True)
+        ]
+
+    def _allowed(self, category: str | None) -> tuple[np.ndarray, Any, np.ndarray] | None:
+        """(rows, FAISS selector, the bitmap it reads) that a search may return; None = every row.
+        Cached per category until the next add or delete."""
+        if category not in self._filters:
+            if category is None and not self.deleted.any():
+                self._filters[category] = None
+            else:
+                mask = ~self.deleted
+                if category is not None:
+                    mask &= np.asarray([c == category for c in self.table["category"]], dtype=bool)
+                bits = np.packbits(mask, bitorder="little")  # the selector reads this buffer: keep it
+                selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+                self._filters[category] = (np.flatnonzero(mask), selector, bits)
+        return self._filters[category]
+
+    def _params(self, selector: Any) -> faiss.SearchParameters:
+        """Search parameters of this index kind carrying ``selector`` (they replace the index's own
+        efSearch / nprobe, so those are set again)."""
+        if self.config.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.config.hnsw_ef_search
+        elif self.config.kind == "ivfpq":
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.config.ivf_nprobe
+        else:
+            params = faiss.SearchParameters()
+        params.sel = selector
+        return params
+
+    def get(self, product_ids: Sequence[str]) -> list[StoredProduct | None]:
+        """Stored fields of each id (None if absent or deleted)."""
+        return [self._product(self.rows[pid]) if pid in self.rows else None for pid in product_ids]
+
+    def _product(self, row: int) -> StoredProduct:
+        table = self.table
+        return StoredProduct(
+            table["product_id"][row],
+            table["title"][row],
+            table["category"][row],
+            table["image"][row],
+            dict(zip(self.modalities, self.weights[row].tolist(), strict=True)),
+            json.loads(table["metadata"][row]),
+        )
+
+    def add(self, products: Sequence[StoredProduct], vectors: np.ndarray) -> None:
+        """Append products (a product already present is replaced: its old row dies)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(products), self.vectors.shape[1]):
+            raise IndexFileError(
+                f"add: expected ({len(products)}, {self.vectors.shape[1]}) vectors, got {vectors.shape}"
+            )
+        if len({p.product_id for p in products}) != len(products):
+            raise IndexFileError("add: the same product_id appears twice in one call")
+        self.delete([p.product_id for p in products])
+        start = len(self.vectors)
+        self.index.add(vectors)
+        self.vectors = np.concatenate([self.vectors, vectors])
+        for name, column in _columns(products).items():
+            self.table[name].extend(column)
+        self.weights = np.concatenate([self.weights, _weight_rows(products, self.modalities)])
+        self.deleted = np.concatenate([self.deleted, np.zeros(len(products), dtype=bool)])
+        self.rows.update({p.product_id: start + i for i, p in enumerate(products)})
+        self._filters.clear()
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        """Mark the products' rows dead; search stops returning them at once."""
+        rows = [self.rows.pop(pid) for pid in product_ids if pid in self.rows]
+        if rows:
+            self.deleted[rows] = True
+            self._filters.clear()
+        return len(rows)
+
+    def ids(self) -> list[str]:
+        """Every live product id."""
+        return list(self.rows)
+
+    def categories(self) -> list[str]:
+        """Sorted categories of the live products."""
+        return sorted({self.table["category"][r] for r in self.rows.values()} - {None})
 
     def weights_by_category(self) -> dict[str, dict[str, float]]:
         """Mean modality weight per category (plus the product count): which categories are found
         by their picture and which by their words."""
+        live = ~self.deleted
+        categories = np.array([c or "" for c in self.table["category"]])
         table: dict[str, dict[str, float]] = {}
-        categories = np.array([c or "" for c in self.categories])
-        for category in sorted(set(categories) - {""}):
-            rows = self.weights[categories == category]
+        for category in sorted(set(categories[live]) - {""}):
+            rows = self.weights[live & (categories == category)]
             table[category] = {
                 "products": len(rows),
                 **dict(zip(self.modalities, rows.mean(0).tolist(), strict=True)),
             }
         return table
 
+    def compact(self) -> None:
+        """Rebuild the FAISS structure and the table from the live rows only."""
+        live = np.flatnonzero(~self.deleted)
+        self.vectors = np.ascontiguousarray(self.vectors[live])
+        self.index = build_faiss(self.vectors, self.config)
+        self.table = {name: [column[r] for r in live] for name, column in self.table.items()}
+        self.weights = self.weights[live]
+        self.deleted = np.zeros(len(live), dtype=bool)
+        self.rows = {pid: r for r, pid in enumerate(self.table["product_id"])}
+        self._filters.clear()
+
     def save(self, folder: Path) -> None:
-        """Write the folder; the manifest records the sha256 of every file it depends on."""
+        """Write the folder (compacted first if many rows are dead); the manifest records the sha256
+        of every file it depends on."""
+        if self.deleted.mean() > COMPACT_FRACTION:
+            self.compact()
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / "index.faiss"))
         np.save(folder / "embeddings.npy", self.vectors)
-        columns: dict[str, Any] = {
-            "product_id": self.product_ids,
-            "title": self.titles,
-            "category": self.categories,
-            "metadata": [json.dumps(m, default=str, ensure_ascii=False) for m in self.metadata],
-        }
+        columns: dict[str, Any] = {**self.table, "deleted": self.deleted}
         for i, name in enumerate(self.modalities):
             columns[f"weight_{name}"] = self.weights[:, i].astype(np.float32)
         pq.write_table(pa.table(columns), folder / "products.parquet")
+        self.manifest.update(count=len(self), rows=len(self.vectors), categories=self.categories())
         self.manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
         (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
-        """Load an index folder after checking every file against the manifest's sha256."""
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{folder} is not an index folder (no manifest.json); run 'embed' first")
-        manifest = json.loads(manifest_path.read_text())
+        """Load an index folder after checking every file against the manifest's sha256; the
+        vectors are memory-mapped (only filtered search and ``compact`` read them)."""
+        manifest = read_manifest(folder)
         for name in CHECKED_FILES:
             path = folder / name
             if not path.is_file():
                 raise IndexFileError(f"{path} is missing; rebuild the index with 'embed'")
             if file_sha256(path) != manifest.get("checksum", {}).get(name):
                 raise IndexFileError(f"{path} does not match the checksum in manifest.json; rebuild with 'embed'")
-        table = pq.read_table(folder / "products.parquet").to_pydict()
+        columns = pq.read_table(folder / "products.parquet").to_pydict()
         modalities = tuple(manifest["modalities"])
-        weights = np.stack([np.asarray(table[f"weight_{m}"]) for m in modalities], axis=1)
+        weights = np.stack([np.asarray(columns.pop(f"weight_{m}"), np.float32) for m in modalities], axis=1)
+        deleted = np.asarray(columns.pop("deleted"), dtype=bool)
         return cls(
             faiss.read_index(str(folder / "index.faiss")),
-            np.load(folder / "embeddings.npy"),
-            table["product_id"],
-            table["title"],
+            np.load(folder / "embeddings.npy", mmap_mode="r"),
+            columns,
             weights,
             modalities,
-            table["category"],
-            [json.loads(m) for m in table["metadata"]],
+            IndexConfig(**manifest["index"]),
             manifest,
+            deleted,
         )
+
+
+def _columns(products: Sequence[StoredProduct]) -> dict[str, list[Any]]:
+    """The product table's text columns (metadata as JSON text: parsed only for returned hits)."""
+    return {
+        "product_id": [p.product_id for p in products],
+        "title": [p.title for p in products],
+        "category": [p.category for p in products],
+        "image": [p.image for p in products],
+        "metadata": [json.dumps(p.metadata, default=str, ensure_ascii=False) for p in products],
+    }
+
+
+def _weight_rows(products: Sequence[StoredProduct], modalities: Sequence[str]) -> np.ndarray:
+    """(N, M) modality weights of ``products`` in ``modalities`` order."""
+    rows = [[p.weights[m] for m in modalities] for p in products]
+    return np.array(rows, dtype=np.float32).reshape(-1, len(modalities))
+
+
+def _exact(vectors: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among ``rows`` only: (scores, row numbers), -1 padded like FAISS."""
+    k_found = min(k, len(rows))
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    found = np.full((len(queries), k), -1, dtype=np.int64)
+    if k_found:
+        similarity = queries @ np.asarray(vectors[rows]).T
+        top = np.argpartition(-similarity, k_found - 1, axis=1)[:, :k_found]
+        top_scores = np.take_along_axis(similarity, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        scores[:, :k_found] = np.take_along_axis(top_scores, order, axis=1)
+        found[:, :k_found] = rows[np.take_along_axis(top, order, axis=1)]
+    return scores, found

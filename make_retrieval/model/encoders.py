@@ -76,13 +76,22 @@ class TextEncoder(nn.Module):
         return self.model.config.hidden_size
 
     def forward(self, texts: list[str], max_length: int | None = None) -> EncodedText:
-        """Tokenize (truncating to ``max_length``, default the config's) and encode; pooled = mean over
-        real tokens. A tower shared by queries and titles is called with each side's own length."""
+        """Tokenize (truncating to ``max_length``, default the config's) and encode. A tower shared by
+        queries and titles is called with each side's own length."""
+        input_ids, attention_mask = self.tokenize(texts, max_length)
+        return self.encode(input_ids, attention_mask)
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) on the tower's device, padded to the longest text."""
         device = next(self.model.parameters()).device
         length = max_length or self.max_length
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt").to(device)
-        tokens = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].bool()
+        return batch["input_ids"], batch["attention_mask"]
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedText:
+        """Token states and their mean over real tokens (tensors only: what ONNX export traces)."""
+        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.bool()
         weights = mask.unsqueeze(-1).to(tokens.dtype)
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return EncodedText(pooled, tokens, mask)

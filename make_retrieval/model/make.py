@@ -115,7 +115,11 @@ class MAKEModel(nn.Module):
 
     def encode_queries(self, queries: list[str]) -> Embedded:
         """Index-side query vectors [sqrt(a_m(q)) q_m]_m; only the query tower runs."""
-        pooled = self.query_encoder(queries, self.config.query_encoder.max_length).pooled
+        return self.encode_query_tokens(*self.query_encoder.tokenize(queries, self.config.query_encoder.max_length))
+
+    def encode_query_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Embedded:
+        """``encode_queries`` after tokenization (the part exported to ONNX)."""
+        pooled = self.query_encoder.encode(input_ids, attention_mask).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
         return combine(parts, self.query_adaptation(pooled), self.modalities)
 

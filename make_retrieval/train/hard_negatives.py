@@ -24,6 +24,6 @@ def mine_hard_negatives(model: MAKEModel, catalog: Catalog, clicks: Clicks, dept
     deepest = depth + max(len(c) for c in clicked.values())
     hits = exact_retriever(model, catalog).search(queries, deepest)
     return {
-        query: [h.position for h in row if h.position not in clicked[query]][:depth]
+        query: [p for p in (catalog.index[h.product_id] for h in row) if p not in clicked[query]][:depth]
         for query, row in zip(queries, hits, strict=True)
     }

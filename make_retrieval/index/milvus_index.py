@@ -1,0 +1,190 @@
+"""The Milvus product store: one collection holding each product's vector and stored fields.
+
+The same code serves Milvus Lite (``uri`` a local ``.db`` file, from the ``milvus-lite`` package: tests
+and one machine) and a Milvus cluster (``uri`` ``http://host:19530``) for catalogs that outgrow one
+machine's memory: the service then holds neither vectors nor product table, Milvus does.
+The index folder keeps only ``manifest.json`` (backend, uri, collection, model). Milvus Lite
+builds FLAT (exact) whatever index is asked; a cluster builds the HNSW or IVF-PQ named here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from make_retrieval.index.faiss_index import IndexConfig
+from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, read_manifest
+
+#: Rows per insert/upsert request (Milvus caps the size of one request).
+WRITE_BATCH = 1_000
+#: Longest title / id / category / image path a collection accepts (VARCHAR max_length).
+MAX_ID, MAX_TEXT = 512, 8_192
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"}
+FIELDS = ["product_id", "title", "category", "image", "weights", "metadata"]
+
+
+def _index_params(config: IndexConfig) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(Milvus index type, build params, search params) equivalent to our FAISS ``config``."""
+    if config.kind == "hnsw":
+        build = {"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction}
+        return "HNSW", build, {"ef": config.hnsw_ef_search}
+    if config.kind == "ivfpq":
+        build = {"nlist": config.ivf_lists or 1024, "m": config.pq_m or 16, "nbits": 8}
+        return "IVF_PQ", build, {"nprobe": config.ivf_nprobe}
+    return "FLAT", {}, {}
+
+
+class MilvusIndex:
+    """Products in a Milvus collection (a VectorStore)."""
+
+    def __init__(self, uri: str, collection: str, manifest: dict[str, Any]):
+        from pymilvus import MilvusClient
+
+        self.uri, self.collection, self.manifest = uri, collection, manifest
+        self.modalities = tuple(manifest["modalities"])
+        self.client = MilvusClient(uri)
+        self._search_params = {"metric_type": "IP", "params": _index_params(IndexConfig(**manifest["index"]))[2]}
+
+    @classmethod
+    def create(
+        cls, uri: str, collection: str, manifest: dict[str, Any], config: IndexConfig, replace: bool = False
+    ) -> MilvusIndex:
+        """Create an empty collection for vectors of ``manifest['dimension']`` (refuses to replace an
+        existing one unless ``replace``); ``manifest`` is the FAISS index's, re-labelled."""
+        from pymilvus import DataType, MilvusClient
+
+        client = MilvusClient(uri)
+        if client.has_collection(collection):
+            if not replace:
+                raise IndexFileError(f"Milvus collection '{collection}' already exists at {uri}; pass --replace")
+            client.drop_collection(collection)
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest["dimension"])
+        schema.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT)
+        schema.add_field("category", DataType.VARCHAR, max_length=MAX_ID, nullable=True)
+        schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT, nullable=True)
+        schema.add_field("weights", DataType.JSON)
+        schema.add_field("metadata", DataType.JSON)
+        kind, build, _ = _index_params(config)
+        index_params = client.prepare_index_params()
+        index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
+        client.create_collection(collection, schema=schema, index_params=index_params)
+        client.close()
+        manifest = {
+            **{k: v for k, v in manifest.items() if k not in ("checksum", "rows")},
+            "backend": "milvus",
+            "uri": uri,
+            "collection": collection,
+            "index": asdict(config),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return cls(uri, collection, manifest)
+
+    @classmethod
+    def load(cls, folder: Path) -> MilvusIndex:
+        """Connect to the collection named by ``folder/manifest.json``."""
+        manifest = read_manifest(folder)
+        uri = manifest["uri"]
+        if "://" not in uri and not Path(uri).is_absolute():  # Milvus Lite file beside the manifest
+            uri = str(folder / uri)
+        store = cls(uri, manifest["collection"], manifest)
+        if not store.client.has_collection(store.collection):
+            raise IndexFileError(f"{folder}: Milvus at {uri} has no collection '{store.collection}'")
+        return store
+
+    def __len__(self) -> int:
+        return int(self.client.get_collection_stats(self.collection)["row_count"])
+
+    def search(self, queries: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k products per query row; the category filter is a Milvus boolean expression."""
+        found = self.client.search(
+            self.collection,
+            data=np.asarray(queries, dtype=np.float32).tolist(),
+            limit=k,
+            filter=f"category == {_literal(category)}" if category is not None else "",
+            output_fields=[],
+            search_params=self._search_params,
+        )
+        return [[Hit(h["product_id"], float(h["distance"])) for h in hits] for hits in found]
+
+    def get(self, product_ids: Sequence[str]) -> list[StoredProduct | None]:
+        """Stored fields of each id (None if absent)."""
+        if not product_ids:
+            return []
+        rows = self.client.get(self.collection, ids=list(product_ids), output_fields=FIELDS)
+        by_id = {row["product_id"]: row for row in rows}
+        return [_product(by_id[pid]) if pid in by_id else None for pid in product_ids]
+
+    def add(self, products: Sequence[StoredProduct], vectors: np.ndarray) -> None:
+        """Upsert products (a product already present is replaced)."""
+        if np.shape(vectors) != (len(products), self.manifest["dimension"]):
+            raise IndexFileError(
+                f"add: expected ({len(products)}, {self.manifest['dimension']}) vectors, got {np.shape(vectors)}"
+            )
+        for start in range(0, len(products), WRITE_BATCH):
+            chunk = products[start : start + WRITE_BATCH]
+            rows = [
+                {
+                    "product_id": p.product_id,
+                    "vector": vector,
+                    "title": p.title,
+                    "category": p.category,
+                    "image": p.image,
+                    "weights": p.weights,
+                    "metadata": json.loads(json.dumps(p.metadata, default=str)),  # JSON-safe values only
+                }
+                for p, vector in zip(chunk, np.asarray(vectors[start : start + WRITE_BATCH]).tolist(), strict=True)
+            ]
+            self.client.upsert(self.collection, rows)
+        known = set(self.manifest.get("categories", []))
+        self.manifest["categories"] = sorted(known | {p.category for p in products if p.category is not None})
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        """Delete products; returns how many of the ids were present."""
+        present = [p.product_id for p in self.get(product_ids) if p is not None]
+        if present:
+            self.client.delete(self.collection, ids=present)
+        return len(present)
+
+    def ids(self) -> list[str]:
+        """Every product id, read in pages by a query iterator."""
+        return [row["product_id"] for row in self._rows(["product_id"])]
+
+    def _rows(self, fields: list[str]) -> Iterator[dict[str, Any]]:
+        iterator = self.client.query_iterator(self.collection, batch_size=WRITE_BATCH, output_fields=fields)
+        try:
+            while page := iterator.next():
+                yield from page
+        finally:
+            iterator.close()
+
+    def categories(self) -> list[str]:
+        """Categories ever added (Milvus has no DISTINCT; a deleted category stays, and matches nothing)."""
+        return list(self.manifest.get("categories", []))
+
+    def save(self, folder: Path) -> None:
+        """Flush the collection and write the manifest that ``open_store`` reads."""
+        self.client.flush(self.collection)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.manifest["count"] = len(self)
+        (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+
+
+def _literal(text: str) -> str:
+    """``text`` as a Milvus string literal. Milvus Lite has no filter parameters (``filter_params``), so
+    the value is escaped: backslash, quote and line breaks, the characters its parser treats specially
+    (tests/test_index.py searches categories made of each)."""
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in text) + '"'
+
+
+def _product(row: dict[str, Any]) -> StoredProduct:
+    return StoredProduct(
+        row["product_id"], row["title"], row.get("category"), row.get("image"), row["weights"], row["metadata"]
+    )

@@ -1,0 +1,140 @@
+"""What every vector store of products offers: search (optionally within one category), fetch by id,
+incremental add and delete. FAISS (``faiss_index.py``, in-process) and Milvus (``milvus_index.py``,
+Milvus Lite or a cluster by URI) implement it; the retriever, the service and ``sync`` see only this.
+
+An index folder always holds ``manifest.json``; its ``backend`` says which store opens it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from make_retrieval.data.catalog import Catalog
+
+
+class IndexFileError(ValueError):
+    """An index folder that is incomplete, altered, or cannot be built or changed as asked."""
+
+
+@dataclass(slots=True)
+class Hit:
+    """One retrieved product."""
+
+    product_id: str
+    score: float
+
+
+@dataclass(slots=True)
+class StoredProduct:
+    """What the index keeps about a product besides its vector, and what search results show."""
+
+    product_id: str
+    title: str
+    category: str | None
+    #: Image path relative to the catalog folder (the manifest's ``data``); None = text-only.
+    image: str | None
+    weights: dict[str, float]
+    metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI and the service print it)."""
+        return {
+            "product_id": self.product_id,
+            "title": self.title,
+            "category": self.category,
+            "image": self.image,
+            "weights": self.weights,
+            "metadata": self.metadata,
+        }
+
+
+class VectorStore(Protocol):
+    """A searchable, updatable set of product vectors with their stored fields."""
+
+    modalities: tuple[str, ...]
+    manifest: dict[str, Any]
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k products by inner product for each query row, only ``category``'s if given."""
+        ...
+
+    def get(self, product_ids: Sequence[str]) -> list[StoredProduct | None]:
+        """The stored products, None for an id that is not in the store."""
+        ...
+
+    def add(self, products: Sequence[StoredProduct], vectors: np.ndarray) -> None:
+        """Insert products, replacing any with the same id (no rebuild of what is there)."""
+        ...
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        """Remove products; returns how many of the ids were in the store."""
+        ...
+
+    def ids(self) -> list[str]:
+        """Every product id in the store."""
+        ...
+
+    def categories(self) -> list[str]:
+        """Sorted categories of the products (for a filter menu)."""
+        ...
+
+    def save(self, folder: Path) -> None:
+        """Write the folder (manifest included) so that ``open_store`` reopens this state."""
+        ...
+
+
+def relative_image(catalog: Catalog, i: int) -> str | None:
+    """Product ``i``'s image path relative to the catalog folder (what the index stores)."""
+    image = catalog.images[i]
+    if image is None:
+        return None
+    return image.relative_to(catalog.root.resolve()).as_posix() if catalog.root is not None else image.as_posix()
+
+
+def catalog_products(
+    catalog: Catalog, weights: np.ndarray, modalities: Sequence[str], positions: Sequence[int] | None = None
+) -> list[StoredProduct]:
+    """Stored form of the catalog products at ``positions`` (default all); ``weights`` has one row
+    per position."""
+    positions = range(len(catalog)) if positions is None else positions
+    return [
+        StoredProduct(
+            catalog.product_ids[i],
+            catalog.titles[i],
+            catalog.categories[i],
+            relative_image(catalog, i),
+            dict(zip(modalities, weights[row].tolist(), strict=True)),
+            catalog.metadata[i],
+        )
+        for row, i in enumerate(positions)
+    ]
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """An index folder's manifest; a clear error if the folder is not one."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not an index folder (no manifest.json); run 'embed' first")
+    return json.loads(path.read_text())
+
+
+def open_store(folder: Path) -> VectorStore:
+    """Open an index folder with the backend its manifest names (FAISS when none is named)."""
+    backend = read_manifest(folder).get("backend", "faiss")
+    if backend == "faiss":
+        from make_retrieval.index.faiss_index import ProductIndex
+
+        return ProductIndex.load(folder)
+    if backend == "milvus":
+        from make_retrieval.index.milvus_index import MilvusIndex
+
+        return MilvusIndex.load(folder)
+    raise IndexFileError(f"{folder}/manifest.json names an unknown backend '{backend}' (faiss or milvus)")

@@ -1,0 +1,90 @@
+"""Incremental catalog updates through the CLI: ``sync`` adds, re-embeds and deletes products in a
+FAISS folder and in a Milvus Lite copy made by ``to-milvus``, without re-embedding the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_data_dir, tiny_model_config, write_table
+from make_retrieval.cli import app
+from make_retrieval.config import Config
+from make_retrieval.index.store import open_store
+from make_retrieval.pipeline import build_index
+from make_retrieval.train.loop import train
+
+
+@pytest.fixture()
+def built(tiny_bert: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(data dir, index dir) of a briefly trained tiny model."""
+    data_dir = make_data_dir(tmp_path / "data")
+    config = Config(model=tiny_model_config(tiny_bert))
+    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
+    train(config, data_dir, tmp_path / "run", progress=False)
+    index = build_index(tmp_path / "run", data_dir)
+    assert index is not None
+    index.save(tmp_path / "index")
+    return data_dir, tmp_path / "index"
+
+
+def _change_catalog(data_dir: Path) -> None:
+    """Add p999 (with an image), retitle p000, drop p011."""
+    rows = pq.read_table(data_dir / "products.parquet").to_pylist()
+    rows = [r for r in rows if r["product_id"] != "p011"]
+    rows[0]["title"] = "Brand0 crimson shirt renamed"
+    Image.new("RGB", (60, 80), (200, 0, 200)).save(data_dir / "images" / "p999.jpg")
+    new = {
+        "product_id": "p999",
+        "title": "Brand9 purple scarf",
+        "image": "images/p999.jpg",
+        "category": "scarf",
+        "base_colour": "purple",
+    }
+    write_table(data_dir / "products.parquet", [*rows, new])
+
+
+def _search(index: Path, query: str, category: str | None = None) -> list[dict]:
+    args = ["search", "--index", str(index), query, "-k", "50", "--json"]
+    result = CliRunner().invoke(app, args + (["--category", category] if category else []))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["results"]
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus-lite"])
+def test_sync_adds_updates_and_deletes_in_place(built: tuple[Path, Path], tmp_path: Path, backend: str) -> None:
+    data_dir, index = built
+    runner = CliRunner()
+    if backend == "milvus-lite":
+        out = tmp_path / "milvus-index"
+        args = ["to-milvus", "--index", str(index), "--uri", str(tmp_path / "m.db"), "--out", str(out)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "32 products in Milvus collection 'products'" in result.output, result.output
+        assert runner.invoke(app, args).exit_code == 2  # the collection exists: refused without --replace
+        index = out
+    before = {r["product_id"]: r for r in _search(index, "shirt")}
+    _change_catalog(data_dir)
+    result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "added 1, re-embedded 1, deleted 1, unchanged 30" in result.output
+    store = open_store(index)
+    assert len(store) == 32 and store.get(["p011"]) == [None]
+    assert store.get(["p000"])[0].title == "Brand0 crimson shirt renamed"
+    assert store.get(["p999"])[0].image == "images/p999.jpg" and "scarf" in store.categories()
+    assert [r["product_id"] for r in _search(index, "scarf", category="scarf")] == ["p999"]
+    after = {r["product_id"]: r for r in _search(index, "shirt")}
+    assert after["p001"]["weights"] == before["p001"]["weights"]  # untouched products keep their vectors
+    assert after["p001"]["score"] == pytest.approx(before["p001"]["score"], abs=1e-5)
+    result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
+    assert "added 0, re-embedded 0, deleted 0, unchanged 32" in result.output
+
+
+def test_sync_refuses_another_catalog_folder(built: tuple[Path, Path], tmp_path: Path) -> None:
+    _, index = built
+    other = make_data_dir(tmp_path / "other")
+    result = CliRunner().invoke(app, ["sync", "--index", str(index), "--data", str(other)])
+    assert result.exit_code == 2 and "sync it from that folder" in result.output
