@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +24,7 @@ from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, Simil
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.encoders import resolve_text_path
 from make_retrieval.model.keywords import KeywordExtractor
+from make_retrieval.query_encoder import QueryEncoder
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "black": (10, 10, 10)}
 TYPES = ["shirt", "heels", "watch", "handbag"]
@@ -178,3 +181,20 @@ def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     index.save(root / "index")
     export_query_encoder(root / "index")
     return root / "index"
+
+
+def many_queries(count: int, seed: int = 0) -> list[str]:
+    """Queries of 1 to 20 words (longer than max_length, so truncation is covered), some non-ASCII."""
+    words = [*COLOURS, *TYPES, "summer", "dress", "for", "men", "women", "leather", "鞋", "größe", "x1", "-"]
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 20))) for _ in range(count)]
+
+
+def assert_same_embeddings(onnx: QueryEncoder, torch_encoder: QueryEncoder, queries: list[str]) -> None:
+    """Row-wise cosine > 0.999 between the two encoders' vectors; the same modality weights."""
+    for start in range(0, len(queries), 50):  # mixed batch sizes and paddings
+        batch = queries[start : start + 50 - start // 10]
+        (a, weights_a), (b, weights_b) = onnx.encode(batch), torch_encoder.encode(batch)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() > 0.999, cosine.min()
+        np.testing.assert_allclose(weights_a, weights_b, atol=1e-4)

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_same_embeddings, many_queries
 from make_retrieval.cli import app
 from make_retrieval.config import Config, ImageEncoderConfig, TextEncoderConfig
+from make_retrieval.query_encoder import OnnxQueryEncoder, TorchQueryEncoder
+from make_retrieval.train.checkpoint import load_model
 
 
 def test_minilm_train_embed_search_evaluate(data_dir: Path, tmp_path: Path) -> None:
@@ -38,6 +41,14 @@ def test_minilm_train_embed_search_evaluate(data_dir: Path, tmp_path: Path) -> N
     assert "red heels" in titles[0] and all("heels" in t for t in titles), titles
     assert sum(found["query_weights"].values()) == pytest.approx(1.0)
     assert found["results"][0]["metadata"] == {"base_colour": "red"}
+    # the real MiniLM query tower exported to ONNX gives the PyTorch embeddings
+    assert runner.invoke(app, ["export-onnx", "--index", str(index)]).exit_code == 0
+    onnx = OnnxQueryEncoder(index / "query_encoder")
+    assert_same_embeddings(onnx, TorchQueryEncoder(load_model(run)[0]), many_queries(300))
+    onnx_result = runner.invoke(app, ["search", "--index", str(index), "red heels", "-k", "2", "--json"])
+    assert [r["product_id"] for r in json.loads(onnx_result.stdout)["results"]] == [
+        r["product_id"] for r in found["results"]
+    ]
     result = runner.invoke(app, ["evaluate", "--run", str(run), "--data", str(data_dir), "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout.strip().splitlines()[-1])

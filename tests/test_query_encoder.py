@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import COLOURS, TYPES, tiny_model_config
+from conftest import assert_same_embeddings, many_queries, tiny_model_config
 from make_retrieval.config import ConfigError
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.pipeline import open_index
 from make_retrieval.query_encoder import OnnxQueryEncoder, TorchQueryEncoder, export_onnx
 from make_retrieval.train.checkpoint import CheckpointError
-
-
-def many_queries(count: int, seed: int = 0) -> list[str]:
-    """Queries of 1 to 20 words (longer than max_length, so truncation is covered), some non-ASCII."""
-    words = [*COLOURS, *TYPES, "summer", "dress", "for", "men", "women", "leather", "鞋", "größe", "x1", "-"]
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 20))) for _ in range(count)]
-
-
-def assert_same_embeddings(onnx: OnnxQueryEncoder, torch_encoder: TorchQueryEncoder, queries: list[str]) -> None:
-    """Row-wise cosine > 0.999 between the two encoders' vectors; the same modality weights."""
-    for start in range(0, len(queries), 50):  # mixed batch sizes and paddings
-        batch = queries[start : start + 50 - start // 10]
-        (a, weights_a), (b, weights_b) = onnx.encode(batch), torch_encoder.encode(batch)
-        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        assert cosine.min() > 0.999, cosine.min()
-        np.testing.assert_allclose(weights_a, weights_b, atol=1e-4)
 
 
 def test_onnx_query_encoder_agrees_with_torch(tiny_bert: Path, tmp_path: Path) -> None:

@@ -169,3 +169,17 @@ def test_cli_trains_a_baseline_variant(tiny_config: Config, data_dir: Path, tmp_
     assert json.loads(result.stdout.strip().splitlines()[-1])["queries"] == 8
     result = runner.invoke(app, [*args, "--model", "albef"])
     assert result.exit_code == 2 and "unknown model 'albef'" in result.output
+
+
+def test_demo_trains_indexes_exports_and_evaluates(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    """The demo chain on a tiny config: what 'serve' needs is left in OUT/index, ONNX encoder included."""
+    tiny_config.train.tensorboard = False
+    tiny_config.save(tmp_path / "tiny.yaml")
+    out = tmp_path / "demo"
+    args = ["demo", "--data", str(data_dir), "--out", str(out), "--config", str(tmp_path / "tiny.yaml")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert [r["retriever"] for r in results] == ["BM25", "MAKE"] and results[1]["queries"] == 8
+    assert (out / "index" / "query_encoder" / "model.onnx").is_file()
+    assert "make-retrieval serve --index" in result.output
