@@ -56,6 +56,9 @@ class IndexConfig:
     #: PQ sub-quantisers; None = the largest divisor of the dimension that is <= dimension / 4.
     pq_m: int | None = None
     ivf_nprobe: int = 16
+    #: IVF-PQ fetches ``k * ivf_rerank`` candidates and re-scores them exactly from the kept vectors
+    #: (0 = off): PQ codes lose about a fifth of the true top 10, the top 40 nearly never miss one.
+    ivf_rerank: int = 4
 
 
 def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
@@ -140,17 +143,31 @@ class ProductIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, len(self.vectors)))
         allowed = self._allowed(category)
-        if allowed is None:
-            scores, rows = self.index.search(queries, k)
-        elif len(allowed[0]) <= EXACT_FILTER_ROWS:
+        rerank = self.config.ivf_rerank if self.config.kind == "ivfpq" else 0
+        fetch = min(k * rerank, len(self.vectors)) if rerank else k
+        if allowed is not None and len(allowed[0]) <= EXACT_FILTER_ROWS:
             scores, rows = _exact(self.vectors, allowed[0], queries, k)
         else:
-            scores, rows = self.index.search(queries, k, params=self._params(allowed[1]))
+            params = None if allowed is None else self._params(allowed[1])
+            scores, rows = self.index.search(queries, fetch, params=params)
+            if rerank:
+                scores, rows = self._rerank(queries, rows, k)
         ids = self.table["product_id"]
         return [
             [Hit(ids[r], float(s)) for s, r in zip(row_s, row_r, strict=True) if r >= 0]
             for row_s, row_r in zip(scores.tolist(), rows.tolist(), strict=True)
         ]
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among each query's candidate rows, read from the (memory-mapped) vectors."""
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for i, query in enumerate(queries):
+            found = np.sort(candidates[i][candidates[i] >= 0])  # ascending rows: sequential reads
+            exact = np.asarray(self.vectors[found]) @ query
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[i, : len(top)], rows[i, : len(top)] = exact[top], found[top]
+        return scores, rows
 
     def _allowed(self, category: str | None) -> tuple[np.ndarray, Any, np.ndarray] | None:
         """(rows, FAISS selector, the bitmap it reads) that a search may return; None = every row.
