@@ -265,16 +265,27 @@ def serve(
     run: Annotated[Path | None, typer.Option(help="Run directory for the torch encoder (default: manifest's).")] = (
         None
     ),
+    threads: Annotated[int | None, typer.Option(min=1, help="Requests computing at once (default: CPU cores).")] = (
+        None
+    ),
 ) -> None:
     """Start the search service and its page (http://HOST:PORT/; API docs at /docs)."""
+    import os
+
+    import faiss
+    import torch
     import uvicorn
 
     from make_retrieval.pipeline import open_index
     from make_retrieval.serve.app import create_app
 
+    # One thread per request inside FAISS and torch: concurrent requests already fill the cores, and
+    # OpenMP teams per request on top of them oversubscribe (docs/BENCHMARKS.md shows the difference).
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
     retriever = open_index(index, run, encoder.value)
     data = retriever.store.manifest.get("data")
-    app_ = create_app(retriever, images or (Path(data) if data else None))
+    app_ = create_app(retriever, images or (Path(data) if data else None), threads or os.cpu_count() or 1)
     console.print(
         f"serving {len(retriever.store)} products with the {retriever.encoder.name} encoder on http://{host}:{port}/",
         highlight=False,

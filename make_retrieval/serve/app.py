@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -119,11 +122,21 @@ def _product(stored: StoredProduct) -> dict[str, Any]:
     return fields
 
 
-def create_app(retriever: MAKERetriever, images_root: Path | None) -> FastAPI:
-    """The service for ``retriever``; product images are served from inside ``images_root`` only."""
+def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int | None = None) -> FastAPI:
+    """The service for ``retriever``; product images are served from inside ``images_root`` only.
+    ``threads`` caps the requests computing at once (FastAPI's thread pool, 40 by default): on a
+    loaded machine more would only share the same cores, and each would take longer."""
     store, modalities = retriever.store, retriever.store.modalities
     root = images_root.resolve() if images_root is not None else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="MAKE product search",
         summary="Text-to-multimodal product retrieval (MAKE: Modal Adaptation and Keyword Enhancement).",
         version="0.1.0",
