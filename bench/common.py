@@ -12,6 +12,7 @@ import torch
 from make_retrieval.config import Config
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
+from make_retrieval.data.tables import find_table, read_rows
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import MAKEModel
 
@@ -60,3 +61,9 @@ def peak_rss_mb() -> float:
     with open("/proc/self/status") as handle:
         line = next(line for line in handle if line.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
+
+
+def queries_of(data_dir: Path) -> list[str]:
+    """Distinct queries of the test split (real shopper-like queries for the catalog)."""
+    path = find_table(data_dir, "test")
+    return sorted({row["query"] for _, row in read_rows(path, ("query",))})
