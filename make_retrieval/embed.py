@@ -4,7 +4,6 @@ catalog in shards, spread over ``torchrun`` ranks and resumable shard by shard."
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from make_retrieval.data.batches import load_pixels
 from make_retrieval.data.catalog import Catalog
+from make_retrieval.files import replacing
 from make_retrieval.model.make import Embedded, MAKEModel
 from make_retrieval.train.distributed import Distributed
 
@@ -97,10 +97,8 @@ def embed_catalog(
         part = _read_shard(path, key)
         if part is None:
             part = embed_products(model, catalog, batch_size, num_workers, progress and context.is_main, positions)
-            tmp = path.with_suffix(".tmp")
-            with tmp.open("wb") as handle:
+            with replacing(path) as temporary, temporary.open("wb") as handle:
                 np.savez(handle, vectors=part[0], weights=part[1], key=np.array(key))
-            os.replace(tmp, path)
         if context.is_main:
             mine[shard] = part
     context.barrier()

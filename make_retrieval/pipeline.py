@@ -19,7 +19,7 @@ from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
 from make_retrieval.files import file_sha256
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
 from make_retrieval.index.milvus_index import MilvusIndex
-from make_retrieval.index.store import catalog_products, open_store, read_manifest, relative_image
+from make_retrieval.index.store import catalog_fields, catalog_products, open_store, read_manifest
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
 from make_retrieval.retrieval import BM25Retriever, MAKERetriever, exact_retriever
@@ -135,7 +135,8 @@ class SyncReport:
 
 def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, skip_bad_rows: bool = False) -> SyncReport:
     """Make the index match the catalog in ``data_dir`` without a rebuild: embed and add new products,
-    re-embed products whose title or image path changed, delete products no longer listed."""
+    re-embed products whose title, image path, category or metadata changed, delete products no
+    longer listed."""
     store = open_store(index_dir)
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
     data.report.announce()
@@ -149,7 +150,7 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
     changed = [
         i
         for i, pid in enumerate(catalog.product_ids)
-        if (old := stored[pid]) is None or (old.title, old.image) != (catalog.titles[i], relative_image(catalog, i))
+        if (old := stored[pid]) is None or old.fields() != catalog_fields(catalog, i)
     ]
     added = sum(stored[catalog.product_ids[i]] is None for i in changed)
     gone = set(store.ids()) - set(catalog.product_ids)

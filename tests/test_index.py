@@ -188,3 +188,35 @@ def test_add_refuses_wrong_shapes_and_duplicate_ids() -> None:
         index.add([_new("a")], np.zeros((1, 8), np.float32))
     with pytest.raises(IndexFileError, match="same product_id appears twice"):
         index.add([_new("a"), _new("a")], np.zeros((2, 32), np.float32))
+
+
+def test_saving_into_the_folder_it_was_loaded_from_keeps_the_vectors(tmp_path: Path) -> None:
+    """The vectors are memory-mapped from that folder: saving there must not read a half-written file."""
+    vectors, queries = _vectors(300), _vectors(5, seed=1)
+    _build(300).save(tmp_path)
+    loaded = ProductIndex.load(tmp_path)
+    assert loaded.delete(["id0", "id1"]) == 2  # few deletes: no compaction, the mapped array is saved as is
+    loaded.save(tmp_path)
+    again = ProductIndex.load(tmp_path)
+    np.testing.assert_array_equal(np.asarray(again.vectors), vectors)
+    live = np.arange(2, 300)
+    truth = live[_brute_force(vectors[live], queries, 10)]
+    assert [_rows(h) for h in again.search(queries, 10)] == truth.tolist()
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_unknown_categories_return_nothing_and_are_not_cached() -> None:
+    index = _build(100, categories=4)
+    for n in range(50):
+        assert index.search(_vectors(1, seed=1), 5, category=f"made-up {n}") == [[]]
+    assert index._filters == {}  # a client's made-up values must not grow the server's memory
+    assert len(index.search(_vectors(1, seed=1), 5, category="c1")[0]) == 5
+
+
+def test_ivfpq_too_small_to_retrain_keeps_its_dead_rows_on_save(tmp_path: Path) -> None:
+    index = _build(700, IndexConfig(kind="ivfpq"))
+    index.delete([f"id{i}" for i in range(200)])  # 29% dead, but 500 live rows cannot train IVF-PQ
+    index.save(tmp_path)
+    reopened = ProductIndex.load(tmp_path)
+    assert len(reopened) == 500 and int(reopened.deleted.sum()) == 200
+    assert all(r >= 200 for h in reopened.search(_vectors(5, seed=1), 10) for r in _rows(h))

@@ -33,10 +33,11 @@ def built(tiny_bert: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _change_catalog(data_dir: Path) -> None:
-    """Add p999 (with an image), retitle p000, drop p011."""
+    """Add p999 (with an image), retitle p000, move p001 to another category, drop p011."""
     rows = pq.read_table(data_dir / "products.parquet").to_pylist()
     rows = [r for r in rows if r["product_id"] != "p011"]
     rows[0]["title"] = "Brand0 crimson shirt renamed"
+    rows[1]["category"] = "blouse"
     Image.new("RGB", (60, 80), (200, 0, 200)).save(data_dir / "images" / "p999.jpg")
     new = {
         "product_id": "p999",
@@ -70,17 +71,25 @@ def test_sync_adds_updates_and_deletes_in_place(built: tuple[Path, Path], tmp_pa
     _change_catalog(data_dir)
     result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
     assert result.exit_code == 0, result.output
-    assert "added 1, re-embedded 1, deleted 1, unchanged 30" in result.output
+    assert "added 1, re-embedded 2, deleted 1, unchanged 29" in result.output
     store = open_store(index)
     assert len(store) == 32 and store.get(["p011"]) == [None]
     assert store.get(["p000"])[0].title == "Brand0 crimson shirt renamed"
     assert store.get(["p999"])[0].image == "images/p999.jpg" and "scarf" in store.categories()
     assert [r["product_id"] for r in _search(index, "scarf", category="scarf")] == ["p999"]
-    after = {r["product_id"]: r for r in _search(index, "shirt")}
-    assert after["p001"]["weights"] == before["p001"]["weights"]  # untouched products keep their vectors
-    assert after["p001"]["score"] == pytest.approx(before["p001"]["score"], abs=1e-5)
+    assert [r["product_id"] for r in _search(index, "shirt", category="blouse")] == ["p001"]
+
+    def unchanged_products_keep_their_vectors() -> None:
+        after = {r["product_id"]: r for r in _search(index, "shirt")}
+        for pid in ("p100", "p101", "p200"):
+            assert after[pid]["weights"] == before[pid]["weights"]
+            assert after[pid]["score"] == pytest.approx(before[pid]["score"], abs=1e-5)
+
+    unchanged_products_keep_their_vectors()
+    # nothing to do: a second sync saves the folder it loaded (memory-mapped vectors) and changes nothing
     result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
-    assert "added 0, re-embedded 0, deleted 0, unchanged 32" in result.output
+    assert result.exit_code == 0 and "added 0, re-embedded 0, deleted 0, unchanged 32" in result.output
+    unchanged_products_keep_their_vectors()
 
 
 def test_sync_refuses_another_catalog_folder(built: tuple[Path, Path], tmp_path: Path) -> None:

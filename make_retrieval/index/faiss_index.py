@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.files import file_sha256
+from make_retrieval.files import file_sha256, replacing
 from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, catalog_products, read_manifest
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
@@ -108,6 +108,7 @@ class ProductIndex:
         self.deleted = np.zeros(len(vectors), dtype=bool) if deleted is None else deleted
         self.rows = {pid: r for r, pid in enumerate(table["product_id"]) if not self.deleted[r]}
         self._filters: dict[str | None, tuple[np.ndarray, Any, np.ndarray] | None] = {}
+        self._by_category: dict[str, list[int]] | None = None
 
     @classmethod
     def build(
@@ -141,6 +142,8 @@ class ProductIndex:
     def search(self, queries: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
         """Top-k live products per query row, by inner product; only ``category``'s if given."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if category is not None and category not in self._category_rows():
+            return [[] for _ in queries]
         k = max(1, min(k, len(self.vectors)))
         allowed = self._allowed(category)
         rerank = self.config.ivf_rerank if self.config.kind == "ivfpq" else 0
@@ -171,18 +174,30 @@ class ProductIndex:
 
     def _allowed(self, category: str | None) -> tuple[np.ndarray, Any, np.ndarray] | None:
         """(rows, FAISS selector, the bitmap it reads) that a search may return; None = every row.
-        Cached per category until the next add or delete."""
+        Cached per category until the next add or delete; ``category`` must be one the store has
+        (a client's made-up value must not add a cache entry)."""
         if category not in self._filters:
             if category is None and not self.deleted.any():
                 self._filters[category] = None
             else:
                 mask = ~self.deleted
                 if category is not None:
-                    mask &= np.asarray([c == category for c in self.table["category"]], dtype=bool)
+                    mask = np.zeros(len(self.deleted), dtype=bool)
+                    mask[self._category_rows()[category]] = True
                 bits = np.packbits(mask, bitorder="little")  # the selector reads this buffer: keep it
                 selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
                 self._filters[category] = (np.flatnonzero(mask), selector, bits)
         return self._filters[category]
+
+    def _category_rows(self) -> dict[str, list[int]]:
+        """Live rows of each category, built in one pass and kept until the next add or delete."""
+        if self._by_category is None:
+            categories = self.table["category"]
+            self._by_category = {}
+            for row in self.rows.values():
+                if categories[row] is not None:
+                    self._by_category.setdefault(categories[row], []).append(row)
+        return self._by_category
 
     def _params(self, selector: Any) -> faiss.SearchParameters:
         """Search parameters of this index kind carrying ``selector`` (they replace the index's own
@@ -197,6 +212,11 @@ class ProductIndex:
             params = faiss.SearchParameters()
         params.sel = selector
         return params
+
+    def _forget_filters(self) -> None:
+        """Drop what ``_allowed`` and ``_category_rows`` cached: the live rows changed."""
+        self._filters.clear()
+        self._by_category = None
 
     def get(self, product_ids: Sequence[str]) -> list[StoredProduct | None]:
         """Stored fields of each id (None if absent or deleted)."""
@@ -231,14 +251,14 @@ class ProductIndex:
         self.weights = np.concatenate([self.weights, _weight_rows(products, self.modalities)])
         self.deleted = np.concatenate([self.deleted, np.zeros(len(products), dtype=bool)])
         self.rows.update({p.product_id: start + i for i, p in enumerate(products)})
-        self._filters.clear()
+        self._forget_filters()
 
     def delete(self, product_ids: Sequence[str]) -> int:
         """Mark the products' rows dead; search stops returning them at once."""
         rows = [self.rows.pop(pid) for pid in product_ids if pid in self.rows]
         if rows:
             self.deleted[rows] = True
-            self._filters.clear()
+            self._forget_filters()
         return len(rows)
 
     def ids(self) -> list[str]:
@@ -247,7 +267,7 @@ class ProductIndex:
 
     def categories(self) -> list[str]:
         """Sorted categories of the live products."""
-        return sorted({self.table["category"][r] for r in self.rows.values()} - {None})
+        return sorted(self._category_rows())
 
     def weights_by_category(self) -> dict[str, dict[str, float]]:
         """Mean modality weight per category (plus the product count): which categories are found
@@ -263,37 +283,50 @@ class ProductIndex:
             }
         return table
 
-    def compact(self) -> None:
-        """Rebuild the FAISS structure and the table from the live rows only."""
+    def compact(self) -> bool:
+        """Rebuild the FAISS structure and the table from the live rows only; False (nothing
+        changed) when the live rows cannot train this kind (IVF-PQ needs 624 or more)."""
         live = np.flatnonzero(~self.deleted)
-        self.vectors = np.ascontiguousarray(self.vectors[live])
-        self.index = build_faiss(self.vectors, self.config)
+        vectors = np.ascontiguousarray(self.vectors[live])
+        try:
+            index = build_faiss(vectors, self.config)
+        except IndexFileError:
+            return False
+        self.index, self.vectors = index, vectors
         self.table = {name: [column[r] for r in live] for name, column in self.table.items()}
         self.weights = self.weights[live]
         self.deleted = np.zeros(len(live), dtype=bool)
         self.rows = {pid: r for r, pid in enumerate(self.table["product_id"])}
-        self._filters.clear()
+        self._forget_filters()
+        return True
 
     def save(self, folder: Path) -> None:
         """Write the folder (compacted first if many rows are dead); the manifest records the sha256
-        of every file it depends on."""
+        of every file it depends on. Each file is written beside its old version and renamed over
+        it, so saving into the folder the index was loaded from (memory-mapped vectors included)
+        never reads a half-written file, and a server that has the old files open keeps them."""
         if self.deleted.mean() > COMPACT_FRACTION:
             self.compact()
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(folder / "index.faiss"))
-        np.save(folder / "embeddings.npy", self.vectors)
         columns: dict[str, Any] = {**self.table, "deleted": self.deleted}
         for i, name in enumerate(self.modalities):
             columns[f"weight_{name}"] = self.weights[:, i].astype(np.float32)
-        pq.write_table(pa.table(columns), folder / "products.parquet")
+        with replacing(folder / "index.faiss") as path:
+            faiss.write_index(self.index, str(path))
+        with replacing(folder / "embeddings.npy") as path:
+            np.save(path, self.vectors)
+        with replacing(folder / "products.parquet") as path:
+            pq.write_table(pa.table(columns), path)
         self.manifest.update(count=len(self), rows=len(self.vectors), categories=self.categories())
         self.manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
-        (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        with replacing(folder / "manifest.json") as path:
+            path.write_text(json.dumps(self.manifest, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
         """Load an index folder after checking every file against the manifest's sha256; the
-        vectors are memory-mapped (only filtered search and ``compact`` read them)."""
+        vectors are memory-mapped: read by IVF-PQ re-ranking, by search within a category or once
+        products are deleted when at most EXACT_FILTER_ROWS rows qualify, and by ``compact``."""
         manifest = read_manifest(folder)
         for name in CHECKED_FILES:
             path = folder / name

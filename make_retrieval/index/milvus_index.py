@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from make_retrieval.index.faiss_index import IndexConfig
-from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, read_manifest
+from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, json_safe, read_manifest
 
 #: Rows per insert/upsert request (Milvus caps the size of one request).
 WRITE_BATCH = 1_000
@@ -49,7 +49,7 @@ class MilvusIndex:
         self.uri, self.collection, self.manifest = uri, collection, manifest
         self.modalities = tuple(manifest["modalities"])
         self.client = MilvusClient(uri)
-        self._search_params = {"metric_type": "IP", "params": _index_params(IndexConfig(**manifest["index"]))[2]}
+        self._search_params = _index_params(IndexConfig(**manifest["index"]))[2]
 
     @classmethod
     def create(
@@ -100,7 +100,9 @@ class MilvusIndex:
         return store
 
     def __len__(self) -> int:
-        return int(self.client.get_collection_stats(self.collection)["row_count"])
+        """Live products (``count(*)``: a cluster's collection statistics count deleted rows until
+        it compacts)."""
+        return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
     def search(self, queries: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
         """Top-k products per query row; the category filter is a Milvus boolean expression."""
@@ -110,16 +112,24 @@ class MilvusIndex:
             limit=k,
             filter=f"category == {_literal(category)}" if category is not None else "",
             output_fields=[],
-            search_params=self._search_params,
+            search_params={"metric_type": "IP", "params": self._params(k)},
         )
         return [[Hit(h["product_id"], float(h["distance"])) for h in hits] for hits in found]
 
+    def _params(self, k: int) -> dict[str, Any]:
+        """Search parameters for top-``k``: HNSW refuses an ``ef`` below k, so it is raised to k."""
+        if "ef" in self._search_params:
+            return {**self._search_params, "ef": max(self._search_params["ef"], k)}
+        return self._search_params
+
     def get(self, product_ids: Sequence[str]) -> list[StoredProduct | None]:
-        """Stored fields of each id (None if absent)."""
-        if not product_ids:
-            return []
-        rows = self.client.get(self.collection, ids=list(product_ids), output_fields=FIELDS)
-        by_id = {row["product_id"]: row for row in rows}
+        """Stored fields of each id (None if absent), fetched ``WRITE_BATCH`` ids per request."""
+        by_id: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(product_ids), WRITE_BATCH):
+            chunk = list(product_ids[start : start + WRITE_BATCH])
+            by_id.update(
+                (row["product_id"], row) for row in self.client.get(self.collection, ids=chunk, output_fields=FIELDS)
+            )
         return [_product(by_id[pid]) if pid in by_id else None for pid in product_ids]
 
     def add(self, products: Sequence[StoredProduct], vectors: np.ndarray) -> None:
@@ -138,7 +148,7 @@ class MilvusIndex:
                     "category": p.category,
                     "image": p.image,
                     "weights": p.weights,
-                    "metadata": json.loads(json.dumps(p.metadata, default=str)),  # JSON-safe values only
+                    "metadata": json_safe(p.metadata),
                 }
                 for p, vector in zip(chunk, np.asarray(vectors[start : start + WRITE_BATCH]).tolist(), strict=True)
             ]

@@ -42,6 +42,10 @@ class StoredProduct:
     weights: dict[str, float]
     metadata: dict[str, Any]
 
+    def fields(self) -> tuple[str, str | None, str | None, dict[str, Any]]:
+        """What ``sync`` compares with the catalog: everything but the weights, which the model sets."""
+        return self.title, self.category, self.image, self.metadata
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the CLI and the service print it)."""
         return {
@@ -97,6 +101,17 @@ def relative_image(catalog: Catalog, i: int) -> str | None:
     if image is None:
         return None
     return image.relative_to(catalog.root.resolve()).as_posix() if catalog.root is not None else image.as_posix()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as it reads back from JSON (dates and other objects become strings), which is how
+    every store keeps metadata."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def catalog_fields(catalog: Catalog, i: int) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    """Product ``i``'s stored fields as ``StoredProduct.fields`` gives them."""
+    return catalog.titles[i], catalog.categories[i], relative_image(catalog, i), json_safe(catalog.metadata[i])
 
 
 def catalog_products(

@@ -9,13 +9,13 @@ weights only, what embed/evaluate read. ``states/step-NNNNNNNNN.pt`` are full tr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from make_retrieval.config import Config
+from make_retrieval.files import replacing
 from make_retrieval.model.make import MAKEModel
 
 CHECKPOINTS = ("best.pt", "last.pt")
@@ -24,9 +24,8 @@ STATES = "states"
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
     """Write to a temporary file then rename: a crash never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def save_checkpoint(path: Path, model: MAKEModel, info: dict[str, Any]) -> None:
