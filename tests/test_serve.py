@@ -4,8 +4,13 @@ schemathesis run over the OpenAPI spec that must never see a 5xx."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import schemathesis
@@ -159,3 +164,28 @@ def test_no_input_from_the_spec_gets_a_5xx(app: FastAPI) -> None:
             case.call_and_validate()
 
         check()
+
+
+def test_the_serve_command_starts_the_service(served_index: Path) -> None:
+    """``make-retrieval serve`` itself (uvicorn, thread settings, encoder choice), as users start it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "make_retrieval.cli", "serve", "--index", str(served_index), "--port", str(port)]
+    server = subprocess.Popen([*command, "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "serve did not answer in 120 s"
+                time.sleep(0.2)
+        assert health == {"status": "ok", "products": 32, "backend": "faiss", "encoder": "onnx"}
+        found = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "red heels", "k": 3}).json()
+        assert len(found["results"]) == 3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
