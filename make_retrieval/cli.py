@@ -265,9 +265,12 @@ def serve(
     run: Annotated[Path | None, typer.Option(help="Run directory for the torch encoder (default: manifest's).")] = (
         None
     ),
-    threads: Annotated[int | None, typer.Option(min=1, help="Requests computing at once (default: CPU cores).")] = (
+    threads: Annotated[int | None, typer.Option(min=1, help="Queries encoded at once (default: CPU cores).")] = (
         None
     ),
+    batching: Annotated[
+        bool, typer.Option(help="Encode the queries of concurrent requests together (more queries/s under load).")
+    ] = True,
 ) -> None:
     """Start the search service and its page (http://HOST:PORT/; API docs at /docs)."""
     import os
@@ -277,6 +280,7 @@ def serve(
     import uvicorn
 
     from make_retrieval.pipeline import open_index
+    from make_retrieval.query_encoder import BatchingEncoder
     from make_retrieval.serve.app import create_app
 
     # One thread per request inside FAISS and torch: concurrent requests already fill the cores, and
@@ -284,8 +288,11 @@ def serve(
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
     retriever = open_index(index, run, encoder.value)
+    workers = threads or os.cpu_count() or 1
+    if batching:
+        retriever.encoder = BatchingEncoder(retriever.encoder, workers)
     data = retriever.store.manifest.get("data")
-    app_ = create_app(retriever, images or (Path(data) if data else None), threads or os.cpu_count() or 1)
+    app_ = create_app(retriever, images or (Path(data) if data else None), None if batching else workers)
     console.print(
         f"serving {len(retriever.store)} products with the {retriever.encoder.name} encoder on http://{host}:{port}/",
         highlight=False,

@@ -9,8 +9,11 @@ both encoders feed the network the same ids.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -128,3 +131,59 @@ class OnnxQueryEncoder:
         feed = {name: batch[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
         vectors, weights = self.session.run(["vectors", "weights"], feed)
         return vectors, weights
+
+
+@dataclass
+class _Pending:
+    """One caller's queries, waiting for a ``BatchingEncoder`` worker."""
+
+    queries: list[str]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: tuple[np.ndarray, np.ndarray] | None = None
+    error: BaseException | None = None
+
+
+class BatchingEncoder:
+    """Encodes the queries of concurrent callers together. Each of ``workers`` threads takes every
+    query waiting when it becomes free (up to ``max_batch``) and encodes them in one call. Nothing
+    waits for a batch to fill, so a lone request pays nothing; under load batches form while the
+    workers are busy, and one call for n short queries costs far less than n calls."""
+
+    def __init__(self, encoder: QueryEncoder, workers: int = 1, max_batch: int = 64):
+        self.encoder, self.max_batch, self.name = encoder, max_batch, encoder.name
+        self.queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"query-encoder-{n}", daemon=True).start()
+
+    def encode(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors and a(q) of ``queries``, encoded along with whatever other callers are waiting."""
+        pending = _Pending(list(queries))
+        self.queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _work(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            size = len(batch[0].queries)
+            while size < self.max_batch:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(batch[-1].queries)
+            try:
+                vectors, weights = self.encoder.encode([q for pending in batch for q in pending.queries])
+                start = 0
+                for pending in batch:
+                    stop = start + len(pending.queries)
+                    pending.result = (vectors[start:stop], weights[start:stop])
+                    start = stop
+            except Exception as error:  # every caller of the batch gets the error, the worker lives on
+                for pending in batch:
+                    pending.error = error
+            for pending in batch:
+                pending.done.set()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import assert_same_embeddings, many_queries, tiny_model_config
 from make_retrieval.config import ConfigError
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.pipeline import open_index
-from make_retrieval.query_encoder import OnnxQueryEncoder, TorchQueryEncoder, export_onnx
+from make_retrieval.query_encoder import BatchingEncoder, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
 from make_retrieval.train.checkpoint import CheckpointError
 
 
@@ -41,3 +45,37 @@ def test_serving_picks_the_encoder_and_refuses_a_mismatched_export(served_index:
     assert open_index(stale, encoder="auto").encoder.name == "torch"
     with pytest.raises(FileNotFoundError, match="run 'make-retrieval export-onnx' first"):
         open_index(stale, encoder="onnx")
+
+
+class _SlowEncoder:
+    """Encodes a query as [its length, batch number]; sleeps so that callers pile up meanwhile."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def encode(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if "boom" in queries:
+            raise ValueError("cannot encode boom")
+        self.batches.append(list(queries))
+        time.sleep(0.05)
+        vectors = np.array([[len(q), len(self.batches)] for q in queries], dtype=np.float32)
+        return vectors, np.ones((len(queries), 1), dtype=np.float32)
+
+
+def test_batching_encoder_groups_concurrent_callers_and_returns_each_its_own_rows() -> None:
+    slow = _SlowEncoder()
+    batching = BatchingEncoder(slow, workers=1)
+    queries = [["x" * n] if n % 3 else ["x" * n, "y" * (n + 1)] for n in range(1, 25)]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(batching.encode, queries))
+    for asked, (vectors, weights) in zip(queries, results, strict=True):
+        assert vectors[:, 0].tolist() == [len(q) for q in asked] and weights.shape == (len(asked), 1)
+    assert sum(len(b) for b in slow.batches) == sum(len(q) for q in queries)
+    assert len(slow.batches) < len(queries)  # callers that arrived while the encoder slept shared a call
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failing = pool.submit(batching.encode, ["boom"])
+        with pytest.raises(ValueError, match="cannot encode boom"):
+            failing.result()
+    assert batching.encode(["after"])[0][0, 0] == 5  # the worker survived the error
