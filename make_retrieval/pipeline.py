@@ -141,8 +141,7 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
     data.report.announce()
     catalog = data.catalog
-    root = catalog.root.resolve() if catalog.root is not None else None
-    if str(root) != store.manifest.get("data"):
+    if str(catalog.root) != store.manifest.get("data"):
         raise ConfigError(
             f"{index_dir} serves images from {store.manifest.get('data')}; sync it from that folder, not {data_dir}"
         )

@@ -29,11 +29,14 @@ class Catalog:
     images: list[Path | None]
     categories: list[str | None]
     metadata: list[dict[str, Any]]
-    #: The data folder that image paths are relative to (what the index stores and serves from).
+    #: The data folder that image paths are relative to (what the index stores and serves from);
+    #: made absolute once here, so that per-product path arithmetic never resolves it again.
     root: Path | None = None
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.root is not None:
+            self.root = self.root.resolve()
         self.index = {pid: i for i, pid in enumerate(self.product_ids)}
 
     def __len__(self) -> int:
@@ -48,6 +51,7 @@ class Catalog:
 def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False, check_images: bool = True) -> Catalog:
     """Read and validate ``products.*``; ``check_images`` decodes every image once up front."""
     path = find_table(data_dir, "products")
+    root = data_dir.resolve()
     first_row: dict[str, int] = {}
 
     def parse(number: int, row: dict[str, Any]) -> tuple[str, str, Path | None, str | None, dict[str, Any]]:
@@ -55,7 +59,7 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
         if pid in first_row:
             raise DataError(path, f"duplicate product_id '{pid}' (first at row {first_row[pid]})", number, "product_id")
         title = text_field(path, number, row, "title")
-        image = _image_path(path, number, row, data_dir)
+        image = _image_path(path, number, row, root)
         first_row[pid] = number
         category = row.get("category")
         metadata = {k: v for k, v in row.items() if k not in CORE_COLUMNS}
@@ -73,17 +77,16 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
             if problem:
                 report.text_only[problem] += 1
                 images[i] = None
-    return Catalog(ids, titles, images, categories, metadata, data_dir)
+    return Catalog(ids, titles, images, categories, metadata, root)
 
 
-def _image_path(path: Path, number: int, row: dict[str, Any], data_dir: Path) -> Path | None:
+def _image_path(path: Path, number: int, row: dict[str, Any], root: Path) -> Path | None:
     """Resolve the relative image path; refuse paths that leave the data directory."""
     value = row.get("image")
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
         raise DataError(path, f"must be a relative path string, got {value!r}", number, "image")
-    root = data_dir.resolve()
     resolved = (root / value.strip()).resolve()
     if not resolved.is_relative_to(root):
         raise DataError(path, f"image path '{value}' leaves the data directory", number, "image")

@@ -125,7 +125,7 @@ class ProductIndex:
         manifest = {
             "backend": "faiss",
             "model": model_info,
-            "data": str(catalog.root.resolve()) if catalog.root is not None else None,
+            "data": str(catalog.root) if catalog.root is not None else None,
             "dimension": int(vectors.shape[1]),
             "modalities": list(modalities),
             "index": asdict(config),
@@ -163,13 +163,11 @@ class ProductIndex:
 
     def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among each query's candidate rows, read from the (memory-mapped) vectors."""
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.empty((len(queries), k), dtype=np.float32)
+        rows = np.empty((len(queries), k), dtype=np.int64)
         for i, query in enumerate(queries):
             found = np.sort(candidates[i][candidates[i] >= 0])  # ascending rows: sequential reads
-            exact = np.asarray(self.vectors[found]) @ query
-            top = np.argsort(-exact, kind="stable")[:k]
-            scores[i, : len(top)], rows[i, : len(top)] = exact[top], found[top]
+            scores[i], rows[i] = (part[0] for part in _exact(self.vectors, found, query[None], k))
         return scores, rows
 
     def _allowed(self, category: str | None) -> tuple[np.ndarray, Any, np.ndarray] | None:

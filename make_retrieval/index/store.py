@@ -100,7 +100,7 @@ def relative_image(catalog: Catalog, i: int) -> str | None:
     image = catalog.images[i]
     if image is None:
         return None
-    return image.relative_to(catalog.root.resolve()).as_posix() if catalog.root is not None else image.as_posix()
+    return image.relative_to(catalog.root).as_posix() if catalog.root is not None else image.as_posix()
 
 
 def json_safe(value: Any) -> Any:
