@@ -138,13 +138,8 @@ def search(
     from make_retrieval.pipeline import open_index
 
     retriever = open_index(index, run, encoder.value)
-    found, query_weights = retriever.search_with_weights([query], k, category)
-    products = retriever.store.get([hit.product_id for hit in found[0]])
-    results = [
-        {**product.to_dict(), "score": hit.score}
-        for hit, product in zip(found[0], products, strict=True)
-        if product is not None
-    ]
+    found, query_weights = retriever.search_products([query], k, category)
+    results = [{**product.to_dict(), "score": score} for product, score in found[0]]
     modalities = retriever.store.modalities
     a_q = dict(zip(modalities, query_weights[0].tolist(), strict=True))
     if as_json:
@@ -265,9 +260,7 @@ def serve(
     run: Annotated[Path | None, typer.Option(help="Run directory for the torch encoder (default: manifest's).")] = (
         None
     ),
-    threads: Annotated[int | None, typer.Option(min=1, help="Queries encoded at once (default: CPU cores).")] = (
-        None
-    ),
+    threads: Annotated[int | None, typer.Option(min=1, help="Queries encoded at once (default: CPU cores).")] = (None),
     batching: Annotated[
         bool, typer.Option(help="Encode the queries of concurrent requests together (more queries/s under load).")
     ] = True,

@@ -15,7 +15,7 @@ import numpy as np
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.embed import embed_products
 from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
-from make_retrieval.index.store import Hit, VectorStore
+from make_retrieval.index.store import Hit, StoredProduct, VectorStore
 from make_retrieval.model.keywords import tokenize
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.query_encoder import QueryEncoder, TorchQueryEncoder
@@ -48,6 +48,18 @@ class MAKERetriever:
         vectors, query_weights = self.encoder.encode(queries)
         return self.store.search(vectors, k, category), query_weights
 
+    def search_products(
+        self, queries: Sequence[str], k: int, category: str | None = None
+    ) -> tuple[list[list[tuple[StoredProduct, float]]], np.ndarray]:
+        """Top-k (stored product, score) pairs per query and each query's a(q): what the CLI and the
+        service show. A product deleted between search and fetch is skipped."""
+        found, query_weights = self.search_with_weights(queries, k, category)
+        results = []
+        for hits in found:
+            products = self.store.get([hit.product_id for hit in hits])
+            results.append([(p, hit.score) for hit, p in zip(hits, products, strict=True) if p is not None])
+        return results, query_weights
+
 
 class BM25Retriever:
     """Lexical baseline over titles, with the same tokenizer as Keyword Enhancement."""
@@ -70,11 +82,7 @@ class BM25Retriever:
                 continue
             positions, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
             results.append(
-                [
-                    Hit(self.product_ids[p], float(s))
-                    for p, s in zip(positions[0], scores[0], strict=True)
-                    if s > 0
-                ]
+                [Hit(self.product_ids[p], float(s)) for p, s in zip(positions[0], scores[0], strict=True) if s > 0]
             )
         return results
 

@@ -176,15 +176,10 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
         return JSONResponse({"message": "internal error; the server log has the details"}, status_code=500)
 
     def answer(queries: list[str], k: int, category: str | None) -> list[SearchResponse]:
-        found, query_weights = retriever.search_with_weights(queries, k, category)
+        found, query_weights = retriever.search_products(queries, k, category)
         responses = []
-        for query, hits, a_q in zip(queries, found, query_weights.tolist(), strict=True):
-            products = store.get([hit.product_id for hit in hits])
-            results = [
-                Result(**_product(product), score=hit.score)
-                for hit, product in zip(hits, products, strict=True)
-                if product is not None  # deleted between search and fetch
-            ]
+        for query, pairs, a_q in zip(queries, found, query_weights.tolist(), strict=True):
+            results = [Result(**_product(product), score=score) for product, score in pairs]
             weights = dict(zip(modalities, a_q, strict=True))
             responses.append(SearchResponse(query=query, query_weights=weights, results=results))
         return responses
