@@ -164,23 +164,30 @@ def tiny_config(tiny_bert: Path) -> Config:
     return config
 
 
-@pytest.fixture(scope="session")
-def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index folder of the 32-product data directory, built by a briefly trained tiny model, with
-    its query encoder exported to ONNX: what 'serve' is started on."""
-    from make_retrieval.pipeline import build_index, export_query_encoder
+def build_tiny_index(root: Path, bert: Path) -> tuple[Path, Path]:
+    """(data dir, index dir) under ``root``: the 32-product data directory indexed by a tiny model
+    trained for 2 steps (run in ``root/run``)."""
+    from make_retrieval.pipeline import build_index
     from make_retrieval.train.loop import train
 
-    root = tmp_path_factory.mktemp("served")
     data_dir = make_data_dir(root / "data")
-    config = Config(model=tiny_model_config(tiny_bert))
+    config = Config(model=tiny_model_config(bert))
     config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
     train(config, data_dir, root / "run", progress=False)
     index = build_index(root / "run", data_dir)
     assert index is not None
     index.save(root / "index")
-    export_query_encoder(root / "index")
-    return root / "index"
+    return data_dir, root / "index"
+
+
+@pytest.fixture(scope="session")
+def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``build_tiny_index`` with its query encoder exported to ONNX: what 'serve' is started on."""
+    from make_retrieval.pipeline import export_query_encoder
+
+    _, index = build_tiny_index(tmp_path_factory.mktemp("served"), tiny_bert)
+    export_query_encoder(index)
+    return index
 
 
 def many_queries(count: int, seed: int = 0) -> list[str]:

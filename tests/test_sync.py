@@ -11,25 +11,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_data_dir, tiny_model_config, write_table
+from conftest import build_tiny_index, make_data_dir, write_table
 from make_retrieval.cli import app
-from make_retrieval.config import Config
 from make_retrieval.index.store import open_store
-from make_retrieval.pipeline import build_index
-from make_retrieval.train.loop import train
 
 
 @pytest.fixture()
 def built(tiny_bert: Path, tmp_path: Path) -> tuple[Path, Path]:
     """(data dir, index dir) of a briefly trained tiny model."""
-    data_dir = make_data_dir(tmp_path / "data")
-    config = Config(model=tiny_model_config(tiny_bert))
-    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
-    train(config, data_dir, tmp_path / "run", progress=False)
-    index = build_index(tmp_path / "run", data_dir)
-    assert index is not None
-    index.save(tmp_path / "index")
-    return data_dir, tmp_path / "index"
+    return build_tiny_index(tmp_path, tiny_bert)
 
 
 def _change_catalog(data_dir: Path) -> None:
