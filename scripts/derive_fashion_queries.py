@@ -25,6 +25,11 @@ Usage:
     python scripts/derive_fashion_queries.py --source /work/shared/data/fashion-products \\
         --out data/demo --products 4000 --seed 0
     python scripts/derive_fashion_queries.py --source ... --out /tmp/fashion-full --products 0
+    python scripts/derive_fashion_queries.py --source ../shared/data/fashion-products \\
+        --out runs/colour-from-photo --products 3400 --seed 0 --strip-colour
+
+--strip-colour gives the same products, queries, grades and splits, but titles without colour and
+pattern words and no base_colour column: colour queries can then only be answered from the photo.
 """
 
 from __future__ import annotations
@@ -260,6 +265,319 @@ def type_words(article_type: str) -> list[str]:
 
 def colour_words(colour: str) -> list[str]:
     return COLOUR_WORDS.get(colour, [colour.lower()])
+
+
+# --------------------------------------------------------------------------------------------
+# --strip-colour: colour and pattern words removed from titles, so that only the photo shows them
+# --------------------------------------------------------------------------------------------
+
+# Colour names in titles besides the words of the catalog's base_colour values and COLOUR_WORDS
+# (shades, typos, run-together forms), chosen from the real titles.
+EXTRA_COLOUR_WORDS = frozenset(
+    {
+        "golden",
+        "gunmetal",
+        "metalic",
+        "sliver",
+        "offwhite",
+        "multicolored",
+        "multicoloured",
+        "indigo",
+        "ivory",
+        "coral",
+        "aqua",
+        "wine",
+        "plum",
+        "lemon",
+        "mint",
+        "fuchsia",
+        "fushia",
+        "fuschia",
+        "violet",
+        "crimson",
+        "chocolate",
+        "heather",
+        "blues",
+        "camel",
+        "choco",
+        "caramel",
+        "cherry",
+        "berry",
+        "raspberry",
+        "grape",
+    }
+)
+# Removed only right before a removed colour word ("light blue", "off white", "sea green",
+# "gun metal grey"): alone they are other words ("Off Shoulder", "Sky Ball").
+COLOUR_MODIFIERS = frozenset(
+    {
+        "light",
+        "lt",
+        "dark",
+        "dk",
+        "deep",
+        "bright",
+        "pale",
+        "sky",
+        "sea",
+        "off",
+        "neon",
+        "royal",
+        "baby",
+        "dusky",
+        "gun",
+    }
+)
+# Removed only right after a removed colour word ("Multi Coloured", "Gold-Toned", "Gold Colour").
+COLOUR_SUFFIXES = frozenset({"coloured", "colored", "colour", "color", "toned", "tone", "shade"})
+PATTERN_WORDS = frozenset(
+    {
+        "printed",
+        "print",
+        "prints",
+        "solid",
+        "check",
+        "checks",
+        "chk",
+        "checked",
+        "checkered",
+        "checkerd",
+        "striped",
+        "stripes",
+        "stripe",
+        "striper",
+        "stripper",
+        "stripped",
+        "strips",
+        "pinstripe",
+        "pinstriped",
+        "graphic",
+        "melange",
+        "floral",
+        "florals",
+        "polka",
+        "dot",
+        "dots",
+        "dotted",
+        "gingham",
+        "plaid",
+        "plaids",
+        "plaided",
+        "tartan",
+        "camouflage",
+        "camo",
+        "leopard",
+        "zebra",
+        "chevron",
+        "paisley",
+        "abstract",
+        "geometric",
+        "ombre",
+        "textured",
+        "patterned",
+        "pattern",
+        "colourblocked",
+        "colorblocked",
+        "colourblock",
+        "colorblock",
+        "embroidered",
+        "embroidery",
+        "embroided",
+        "embroidary",
+        "kalamkari",
+        "ajrakh",
+        "ikat",
+        "batik",
+        "bandhani",
+        "leheriya",
+        "houndstooth",
+        "argyle",
+        "herringbone",
+        "heathered",
+        "halftone",
+        "dye",
+        "dyed",
+    }
+)
+# Removed only right before a removed pattern word ("Flower Print", "Self Striped", "Yarn Dyed").
+PATTERN_MODIFIERS = frozenset({"flower", "animal", "self", "yarn", "dip", "garment", "tie"})
+# Multi-word patterns and colours, matched on consecutive words.
+STRIP_PHRASES: dict[tuple[str, ...], str] = {
+    ("self", "design"): "pattern",
+    ("tie", "and", "dye"): "pattern",
+    ("tie", "&", "dye"): "pattern",
+    ("tie", "n", "dye"): "pattern",
+    ("colour", "block"): "pattern",
+    ("color", "block"): "pattern",
+    ("colour", "blocked"): "pattern",
+    ("color", "blocked"): "pattern",
+    ("gun", "metal"): "colour",
+}
+# Brand names whose words would otherwise be EXTRA_COLOUR_WORDS: kept. (Brand words that are
+# base colours, e.g. "Red Tape", "Red Rose", are removed like any colour word.)
+KEEP_PHRASES = frozenset({("indigo", "nation"), ("ivory", "tag"), ("miami", "blues")})
+# Colour words that are the product's noun in titles of NO_COLOUR_TYPES ("Day Cream", "Skin
+# Polisher"), which get no colour queries: kept there.
+NO_COLOUR_KEEP = frozenset({"cream", "skin"})
+# "Multi-Dial", "multi function": not a colour.
+MULTI_NOT_COLOUR = frozenset({"dial", "function", "functional", "purpose", "utility", "pack", "pocket"})
+# Between two removed words: removed too ("Black & White Striped").
+COLOUR_JOINERS = frozenset({"&", "and", "/", "n", "+"})
+_SUBWORD_RE = re.compile(r"([-/.+&])")
+_CORE_STRIP = "()[]{},;:!?\"'*"
+
+
+def colour_vocabulary(base_colours) -> frozenset[str]:
+    """Single words removed by --strip-colour as colours: every word of the catalog's base_colour
+    values and of COLOUR_WORDS, plus EXTRA_COLOUR_WORDS, less COLOUR_MODIFIERS ("off", "sea")."""
+    words = set(EXTRA_COLOUR_WORDS)
+    for c in base_colours:
+        words.update(c.lower().split())
+    for syns in COLOUR_WORDS.values():
+        for s in syns:
+            words.update(w for w in re.split(r"[\s-]+", s) if w)
+    return frozenset(w for w in words if w and w not in COLOUR_MODIFIERS)
+
+
+def _classify(cores: list[str], vocab: frozenset[str]) -> list[str]:
+    """Per word: "colour", "pattern", "cmod", "pmod", "suffix", "joiner" or "word"."""
+    n = len(cores)
+    kinds = ["word"] * n
+    for i, c in enumerate(cores):
+        if c in vocab:
+            kinds[i] = "colour"
+        elif c in PATTERN_WORDS:
+            kinds[i] = "pattern"
+        elif c in COLOUR_MODIFIERS:
+            kinds[i] = "cmod"
+        elif c in PATTERN_MODIFIERS:
+            kinds[i] = "pmod"
+        elif c in COLOUR_SUFFIXES:
+            kinds[i] = "suffix"
+        elif c in COLOUR_JOINERS:
+            kinds[i] = "joiner"
+        if c == "multi" and i + 1 < n and cores[i + 1] in MULTI_NOT_COLOUR:
+            kinds[i] = "word"
+    for phrase, kind in sorted(STRIP_PHRASES.items()):
+        k = len(phrase)
+        for i in range(n - k + 1):
+            if tuple(cores[i : i + k]) == phrase:
+                kinds[i : i + k] = [kind] * k
+    for phrase in sorted(KEEP_PHRASES):
+        k = len(phrase)
+        for i in range(n - k + 1):
+            if tuple(cores[i : i + k]) == phrase:
+                kinds[i : i + k] = ["word"] * k
+    return kinds
+
+
+def _words(title: str) -> list[tuple[int, str, str]]:
+    """(whitespace token index, separator before it inside the token, text) per word; a token
+    like "Off-White" or "Chinosdk.Cream" is split into its words."""
+    out = []
+    for ti, tok in enumerate(title.split()):
+        parts = _SUBWORD_RE.split(tok)
+        sep = ""
+        for p in parts:
+            if _SUBWORD_RE.fullmatch(p):
+                sep += p
+            elif p:
+                out.append((ti, sep, p))
+                sep = ""
+        if sep and not any(o[0] == ti for o in out):  # a token of separators only ("/", "+")
+            out.append((ti, "", sep))
+    return out
+
+
+def _removed(cores: list[str], vocab: frozenset[str]) -> list[bool]:
+    kinds = _classify(cores, vocab)
+    rm = [k in ("colour", "pattern") for k in kinds]
+    changed = True
+    while changed:
+        changed = False
+        for i, k in enumerate(kinds):
+            if rm[i]:
+                continue
+            nxt = i + 1 < len(kinds) and rm[i + 1]
+            prev = i > 0 and rm[i - 1]
+            if (
+                (k == "cmod" and nxt and kinds[i + 1] in ("colour", "cmod"))
+                or (k == "pmod" and nxt and kinds[i + 1] in ("pattern", "pmod"))
+                or (k == "suffix" and prev and kinds[i - 1] in ("colour", "suffix"))
+                or (k == "joiner" and prev and nxt)
+            ):
+                rm[i] = changed = True
+    return rm
+
+
+def _core(text: str) -> str:
+    return text.lower().strip(_CORE_STRIP)
+
+
+def strip_colour(title: str, vocab: frozenset[str]) -> str:
+    """The title without colour and pattern words (whole words, case-insensitive), whitespace
+    collapsed: "Titan Women Silver Watch" -> "Titan Women Watch", "Puma Men Navy Blue & White
+    Striped Polo T-shirt" -> "Puma Men Polo T-shirt"."""
+    words = _words(title)
+    rm = _removed([_core(w) for _, _, w in words], vocab)
+    hit = {ti for (ti, _, _), r in zip(words, rm, strict=True) if r}
+    tokens = {ti: tok for ti, tok in enumerate(title.split()) if ti not in hit}  # untouched: verbatim
+    for (ti, sep, w), r in zip(words, rm, strict=True):
+        if ti in hit and not r:
+            tokens[ti] = tokens[ti] + sep + w if ti in tokens else w
+    return " ".join(tokens[ti] for ti in sorted(tokens))
+
+
+def colour_words_in(title: str, vocab: frozenset[str]) -> list[str]:
+    """The colour and pattern words that strip_colour would remove from `title`."""
+    words = _words(title)
+    rm = _removed([_core(w) for _, _, w in words], vocab)
+    return [w for (_, _, w), r in zip(words, rm, strict=True) if r]
+
+
+def strip_titles(titles: list[str], article_types: list[str], catalog_colours: list[str]) -> tuple[list[str], dict]:
+    """--strip-colour on every title, with statistics. In titles of NO_COLOUR_TYPES (skin care,
+    fragrances: no colour queries) the product nouns of NO_COLOUR_KEEP stay ("Night Cream", "Skin
+    Polisher"). A title left empty becomes its article type. `titles_with_query_colour_word_after`
+    searches, independently of strip_colour, every colour word a query can contain (colour_words of
+    each base colour) as a whole word, in the titles of the types that get colour queries."""
+    vocab = colour_vocabulary(catalog_colours)
+    vocab_no_colour_type = vocab - NO_COLOUR_KEEP
+    query_colours = sorted({w for c in catalog_colours for w in colour_words(c)})
+    query_re = re.compile(r"(?<![a-z])(" + "|".join(re.escape(w) for w in query_colours) + r")(?![a-z])")
+    out, removed, n_empty, n_before, n_after, nq_before, nq_after, n_kept = [], Counter(), 0, 0, 0, 0, 0, 0
+    for title, t in zip(titles, article_types, strict=True):
+        v = vocab_no_colour_type if t in NO_COLOUR_TYPES else vocab
+        words = colour_words_in(title, v)
+        removed.update(_core(w) for w in words)
+        new = strip_colour(title, v)
+        if not new:
+            new, n_empty = t, n_empty + 1
+        out.append(new)
+        n_before += bool(words)
+        n_after += bool(colour_words_in(new, v))
+        if t in NO_COLOUR_TYPES:
+            n_kept += bool(colour_words_in(new, vocab))
+        else:
+            nq_before += bool(query_re.search(title.lower()))
+            nq_after += bool(query_re.search(new.lower()))
+    n_words = [len(t.split()) for t in titles]
+    n_words_after = [len(t.split()) for t in out]
+    stats = {
+        "titles_changed": sum(a != " ".join(b.split()) for a, b in zip(out, titles, strict=True)),
+        "titles_with_colour_or_pattern_word_before": n_before,
+        "titles_with_colour_or_pattern_word_after": n_after,
+        "titles_with_query_colour_word_before": nq_before,
+        "titles_with_query_colour_word_after": nq_after,
+        "no_colour_type_titles_keeping_a_product_noun": n_kept,
+        "titles_emptied_replaced_by_article_type": n_empty,
+        "title_words_mean_before": round(statistics.fmean(n_words), 2) if n_words else 0,
+        "title_words_mean_after": round(statistics.fmean(n_words_after), 2) if n_words else 0,
+        "removed_words": dict(sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "colour_words": sorted(vocab),
+        "pattern_words": sorted(PATTERN_WORDS),
+    }
+    return out, stats
 
 
 def usage_in_type_name(article_type: str) -> bool:
@@ -542,6 +860,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="cap on test queries (default 600, up to 2000 for larger catalogs)",
     )
+    ap.add_argument(
+        "--strip-colour",
+        action="store_true",
+        help="remove colour and pattern words from titles and leave base_colour out of products.parquet, so that "
+        "colour queries can only be answered from the photo (queries, grades and splits are unchanged)",
+    )
     args = ap.parse_args(argv)
     if args.products < 0:
         ap.error("--products must be >= 0")
@@ -564,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         df[c] = df[c].astype(object).where(df[c].notna(), "").map(str).str.strip()
     df = df.drop_duplicates("product_id").sort_values("product_id", kind="mergesort")
     n_source = len(df)
+    catalog_colours = sorted(set(df["base_colour"]) - {""})
     have_img = image_ids_in_tar(src_tar)
     df = df[df["product_id"].isin(have_img)]
     n_with_image = len(df)
@@ -720,38 +1045,41 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(img_dir)
     n_images = copy_images(src_tar, set(sel["product_id"]), img_dir)
 
+    titles = list(sel["title"])
+    strip_stats = None
+    if args.strip_colour:
+        titles, strip_stats = strip_titles(titles, list(sel["article_type"]), catalog_colours)
+    product_cols = [
+        "product_id",
+        "title",
+        "image",
+        "category",
+        "master_category",
+        "sub_category",
+        "article_type",
+        "base_colour",
+        "usage",
+        "gender",
+    ]
+    if args.strip_colour:
+        product_cols.remove("base_colour")
     s = pa.string()
+    product_data = {
+        "product_id": list(sel["product_id"]),
+        "title": titles,
+        "image": [f"images/{pid}.jpg" for pid in sel["product_id"]],
+        "category": list(sel["article_type"]),
+        "master_category": list(sel["master_category"]),
+        "sub_category": list(sel["sub_category"]),
+        "article_type": list(sel["article_type"]),
+        "base_colour": list(sel["base_colour"]),
+        "usage": [u or None for u in sel["usage"]],
+        "gender": list(sel["gender"]),
+    }
     write_table(
         os.path.join(out, "products.parquet"),
-        {
-            "product_id": list(sel["product_id"]),
-            "title": list(sel["title"]),
-            "image": [f"images/{pid}.jpg" for pid in sel["product_id"]],
-            "category": list(sel["article_type"]),
-            "master_category": list(sel["master_category"]),
-            "sub_category": list(sel["sub_category"]),
-            "article_type": list(sel["article_type"]),
-            "base_colour": list(sel["base_colour"]),
-            "usage": [u or None for u in sel["usage"]],
-            "gender": list(sel["gender"]),
-        },
-        pa.schema(
-            [
-                (c, s)
-                for c in [
-                    "product_id",
-                    "title",
-                    "image",
-                    "category",
-                    "master_category",
-                    "sub_category",
-                    "article_type",
-                    "base_colour",
-                    "usage",
-                    "gender",
-                ]
-            ]
-        ),
+        {c: product_data[c] for c in product_cols},
+        pa.schema([(c, s) for c in product_cols]),
     )
     write_table(
         os.path.join(out, "train.parquet"),
@@ -809,6 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
         "test": per_query("test"),
         "article_types_covered": covered_types,
     }
+    if strip_stats is not None:
+        stats["strip_colour"] = True
+        stats["colour_strip"] = strip_stats
     with open(os.path.join(out, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=1, sort_keys=False)
         f.write("\n")
@@ -826,10 +1157,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if val != default:
             cmd += f" {flag} {val}"
+    if args.strip_colour:
+        cmd += " --strip-colour"
     examples = [q for q, _ in eval_queries["test"]]
     ex = sample_sorted(rng_for(seed, "readme"), examples, 12)
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
-        f.write(readme_text(stats, cmd, ex, args.products, valid_cap, test_cap))
+        f.write(readme_text(stats, cmd, ex, args.products, valid_cap, test_cap, strip_stats))
 
     # ---- summary ----------------------------------------------------------------------------
     size = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(out) for fn in fns)
@@ -848,11 +1181,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats['test']['relevant']['median']}, max {stats['test']['relevant']['max']}; "
         f"relevance-2 mean {stats['test']['relevance_2']['mean']}"
     )
+    if strip_stats is not None:
+        print(
+            f"--strip-colour: {strip_stats['titles_changed']} titles changed, words per title "
+            f"{strip_stats['title_words_mean_before']} -> {strip_stats['title_words_mean_after']}, titles with a "
+            f"query colour word left: {strip_stats['titles_with_query_colour_word_after']}"
+        )
     print(f"wrote {out}: {size / 1e6:.2f} MB in files")
     return 0
 
 
-def readme_text(st: dict, cmd: str, examples: list[str], n_req: int, valid_cap: int, test_cap: int) -> str:
+def readme_text(
+    st: dict, cmd: str, examples: list[str], n_req: int, valid_cap: int, test_cap: int, strip: dict | None = None
+) -> str:
     kinds = "\n".join(
         f"| {k} | " + " | ".join(str(st["intents_by_kind"][k][s]) for s in ("train", "valid", "test")) + " |"
         for k, _ in KINDS
@@ -869,6 +1210,9 @@ def readme_text(st: dict, cmd: str, examples: list[str], n_req: int, valid_cap: 
 
     def fmt(d: dict) -> str:
         return f"mean {d['mean']}, median {d['median']}, max {d['max']}"
+
+    base_colour_col = "`base_colour`, " if strip is None else ""
+    strip_section = "" if strip is None else strip_readme_text(strip)
 
     return f"""# Fashion products with simulated shopper queries
 
@@ -890,7 +1234,7 @@ Subset: {subset}. Only products whose image is in the source archive are used.
 ## Files
 - `products.parquet`: `product_id`, `title`, `image` (`images/<product_id>.jpg`), `category`
   (= `article_type`, for per-category metrics), `master_category`, `sub_category`, `article_type`,
-  `base_colour`, `usage`, `gender` (parsed from the title: Men/Women/Boys/Girls/Unisex, the first such
+  {base_colour_col}`usage`, `gender` (parsed from the title: Men/Women/Boys/Girls/Unisex, the first such
   word after removing the brand "Mr. Men"; null if none). Sorted by `product_id`.
 - `train.parquet`: `query`, `product_id`, `weight` (1.0): simulated clicks.
 - `valid.parquet`, `test.parquet`: `query`, `product_id`, `relevance` (1 or 2); products not listed
@@ -958,6 +1302,38 @@ weight 1.0. Valid/test: every relevant product (relevance 1 and 2) of each query
 capped at {valid_cap} (valid) and {test_cap} (test), sampled stratified over intent kinds.
 Relevance comes from attributes only: e.g. a product whose title says "Black" but whose
 `base_colour` is "Grey" counts as grey.
+{strip_section}"""
+
+
+def strip_readme_text(st: dict) -> str:
+    top = ", ".join(f"{w} {n}" for w, n in list(st["removed_words"].items())[:25])
+    return f"""
+## Colour only in the photo (--strip-colour)
+Titles have no colour and no pattern words, and `products.parquet` has no `base_colour` column, so
+a colour query ("women red dress") can only be answered from the photo. Queries, relevance grades,
+splits and the product selection are those of the same command without `--strip-colour` (relevance
+still comes from the source's `base_colour`; the gender is parsed from the full title); only the
+`title` column differs and `base_colour` is left out.
+
+Removed from each title (whole words, case-insensitive, also inside "Off-White", "Silver-Toned"):
+every word of the catalog's base colours and of the query colour synonyms, other colour names found
+in the titles (golden, coral, wine, ...), shade words right before a colour ("light", "dark", "off",
+"sea", ...), "coloured"/"toned"/"colour" right after one, "&"/"and" between removed words, and
+pattern words (printed, solid, check, striped, melange, floral, polka, dots, ...). Brand words that
+are base colours go too ("Red Tape" -> "Tape"); "Indigo Nation", "Ivory Tag" and "Miami Blues"
+stay. In the titles of skin care and fragrances (no colour queries) "cream" and "skin" stay: there
+they name the product ("Night Cream", "Skin Polisher"; {st["no_colour_type_titles_keeping_a_product_noun"]} titles).
+A title left empty becomes its article type ({st["titles_emptied_replaced_by_article_type"]} titles).
+
+- titles changed: {st["titles_changed"]}
+- words per title: mean {st["title_words_mean_before"]} before, {st["title_words_mean_after"]} after
+- titles with a colour or pattern word: {st["titles_with_colour_or_pattern_word_before"]} before, \
+{st["titles_with_colour_or_pattern_word_after"]} after
+- titles of the types with colour queries that hold a word a colour query can contain (searched
+  independently of the removal): {st["titles_with_query_colour_word_before"]} before, \
+{st["titles_with_query_colour_word_after"]} after
+- most removed words: {top}
+- the full word lists and counts are in `stats.json` (`colour_strip`)
 """
 
 
