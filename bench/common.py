@@ -13,6 +13,7 @@ from make_retrieval.config import Config
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.data.tables import find_table, read_rows
+from make_retrieval.model.image_cache import image_inputs
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import MAKEModel
 
@@ -39,7 +40,7 @@ def model_and_batch(config: Config, data_dir: Path, size: int) -> tuple[MAKEMode
         clicks = zip(data.train.queries, data.train.products, strict=True)
         keywords = KeywordExtractor.fit(data.catalog.titles, clicks, config.model.num_keywords)
     similar = SimilarQueries(config.loss.similar_query_rule, config.loss.similar_query_threshold)
-    builder = BatchBuilder(data.catalog, keywords, similar, model.image_size)
+    builder = BatchBuilder(data.catalog, keywords, similar, image_inputs(model, data.catalog))
     dataset = ClickDataset(data.train)
     return model, builder([dataset[i % len(dataset)] for i in range(size)]), data
 

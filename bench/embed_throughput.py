@@ -12,10 +12,10 @@ import torch
 from common import bench_parser
 
 from make_retrieval.config import Config
-from make_retrieval.data.batches import load_pixels
 from make_retrieval.data.catalog import load_catalog
 from make_retrieval.data.tables import LoadReport
 from make_retrieval.embed import embed_products
+from make_retrieval.model.image_cache import image_inputs
 from make_retrieval.model.make import MAKEModel
 
 
@@ -36,10 +36,12 @@ def main() -> None:
     embed_products(model, catalog, args.batch_size, args.workers, progress=False, positions=positions)
     ours = len(positions) / (time.perf_counter() - started)
 
+    # the bare loop reads the same inputs (cached features for a frozen tower, else decoded pixels)
+    images = image_inputs(model, catalog, positions, progress=False)
     batches = []
     for start in range(0, len(positions), args.batch_size):
         rows = positions[start : start + args.batch_size]
-        pixels = torch.stack([load_pixels(catalog, p, model.image_size) for p in rows])
+        pixels = torch.stack([images(p) for p in rows])
         has_image = torch.tensor([catalog.images[p] is not None for p in rows])
         batches.append(([catalog.titles[p] for p in rows], pixels, has_image))
     started = time.perf_counter()

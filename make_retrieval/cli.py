@@ -64,7 +64,8 @@ def train(
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
     model: Annotated[
-        str | None, typer.Option(help="Variant: make, make-no-ma, make-no-ke, text-dual, clip, fusion.")
+        str | None,
+        typer.Option(help="Variant: make, make-no-ma, make-no-ke, make-vit-scratch, text-dual, clip, fusion."),
     ] = None,
     skip_bad_rows: SkipBadRows = False,
     resume: Annotated[
@@ -335,7 +336,7 @@ def benchmark(
     data: Annotated[Path, typer.Option(help="Data directory with products, train, valid and test.")],
     out: Annotated[Path, typer.Option(help="Folder for the runs and results.md/json.")] = Path("runs/benchmark"),
     models: Annotated[str, typer.Option(help="Comma-separated: bm25 and model variants.")] = (
-        "bm25,text-dual,clip,fusion,make-no-ma,make-no-ke,make"
+        "bm25,text-dual,clip,fusion,make-vit-scratch,make-no-ma,make-no-ke,make"
     ),
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (0, 1, ...).")] = 3,
     config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/benchmark.yaml).")] = None,

@@ -34,11 +34,20 @@ class TextEncoderConfig:
 
 @dataclass
 class ImageEncoderConfig:
-    """Image tower. ``backbone``: ``vit`` (transformers ViT of the sizes below, random init),
-    ``hf:<local folder>`` (any transformers vision model), or ``timm:<arch>`` (needs timm)."""
+    """Image tower. ``backbone``: ``efficientnet-lite0`` / ``-lite1`` / ``-lite2`` (ImageNet weights
+    installed as packages, no download), ``vit`` (a transformers ViT of the sizes below, random
+    init: the "image tower from scratch" ablation), ``hf:<local folder>`` (any transformers vision
+    model, e.g. a CLIP or SigLIP folder) or ``timm:<arch>`` (needs timm)."""
 
-    backbone: str = "vit"
-    image_size: int = 64
+    backbone: str = "efficientnet-lite0"
+    #: Side of the square input. 128 was picked on the demo's 60x80 photos by quality per second
+    #: (docs/BENCHMARKS.md, "Image input size"); a pretrained ViT folder reads its own size instead.
+    image_size: int = 128
+    #: Which backbone parameters train: ``frozen`` (none: each image's features are computed once
+    #: and cached on disk, model/image_cache.py), ``last:N`` (the last N stages), ``all``; ``auto``:
+    #: frozen for the packaged pretrained backbones, all for the others (what runs saved before
+    #: this key trained).
+    trainable: str = "auto"
     patch_size: int = 8
     hidden_size: int = 192
     num_layers: int = 4
@@ -95,8 +104,18 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    epochs: int = 1
+    #: Passes over the click log; None (the default) = as many as ``min_steps`` needs, at least one.
+    epochs: int | None = None
+    #: With ``epochs`` unset, train for at least this many steps: a small click log gets several
+    #: passes, a large one one (docs/DESIGN.md, "Training length").
+    min_steps: int = 300
     max_steps: int | None = None
+    #: Validate at an epoch end once this many steps have passed since the last validation (the
+    #: final epoch always validates), so a tiny log's short epochs do not each search the catalog.
+    validate_every: int = 50
+    #: Stop after this many validations without a better NDCG@10 (0 = never stop early); best.pt
+    #: keeps the best model either way.
+    patience: int = 3
     batch_size: int = 64
     lr: float = 5e-5
     head_lr: float = 1e-3
@@ -208,5 +227,5 @@ def _checked(value: Any, hint: Any, where: str) -> Any:
             return float(value)
         if option is str and isinstance(value, str):
             return value
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    expected = " or ".join("None" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
     raise ConfigError(f"{where}: expected {expected}, got {value!r}")

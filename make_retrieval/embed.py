@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from make_retrieval.data.batches import load_pixels
+from make_retrieval.data.batches import ImageInputs
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.files import replacing
+from make_retrieval.model.image_cache import image_inputs
 from make_retrieval.model.make import Embedded, MAKEModel
 from make_retrieval.train.distributed import Distributed
 
@@ -24,17 +25,16 @@ SHARD_SIZE = 100_000
 
 
 class _Products(torch.utils.data.Dataset):
-    """Product i as (title, pixels, has_image): lets DataLoader workers decode images."""
+    """Product i as (title, image input, has_image): lets DataLoader workers decode images."""
 
-    def __init__(self, catalog: Catalog, image_size: int):
-        self.catalog, self.image_size = catalog, image_size
+    def __init__(self, catalog: Catalog, images: ImageInputs):
+        self.catalog, self.images = catalog, images
 
     def __len__(self) -> int:
         return len(self.catalog)
 
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor, bool]:
-        pixels = load_pixels(self.catalog, i, self.image_size)
-        return self.catalog.titles[i], pixels, self.catalog.images[i] is not None
+        return self.catalog.titles[i], self.images(i), self.catalog.images[i] is not None
 
 
 def _collate(items: list[tuple[str, torch.Tensor, bool]]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -60,16 +60,17 @@ def embed_products(
     positions: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index vectors (N, D) float32 and modality weights (N, M) of every product (or of catalog
-    ``positions``), in catalog order; images are decoded in ``num_workers`` processes."""
+    ``positions``), in catalog order; images are decoded in ``num_workers`` processes. A frozen image
+    tower reads its cached features: only pictures never seen are run through the backbone."""
     model.eval()
     device = next(model.parameters()).device
-    products: torch.utils.data.Dataset = _Products(catalog, model.image_size)
+    products: torch.utils.data.Dataset = _Products(catalog, image_inputs(model, catalog, positions, progress))
     if positions is not None:
         products = Subset(products, positions)
     loader = DataLoader(products, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     batches = tqdm(loader, desc="embed products", disable=not progress, unit="batch")
     return _stack(
-        model.encode_products(titles, pixels.to(device), has_image.to(device)) for titles, pixels, has_image in batches
+        model.encode_products(titles, images.to(device), has_image.to(device)) for titles, images, has_image in batches
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from PIL import Image
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextEncoderConfig
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, Pixels, SimilarQueries
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.encoders import resolve_text_path
+from make_retrieval.model.image_cache import CACHE_ENV
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.query_encoder import QueryEncoder
 
@@ -105,10 +107,17 @@ def make_batch(
         clicks = zip(data.train.queries, data.train.products, strict=True)
         extractor = KeywordExtractor.fit(data.catalog.titles, clicks, 4)
     dataset = ClickDataset(data.train)
-    builder = BatchBuilder(data.catalog, extractor, similar or SimilarQueries(), image_size, rank, world_size)
+    images = Pixels(data.catalog, image_size)
+    builder = BatchBuilder(data.catalog, extractor, similar or SimilarQueries(), images, rank, world_size)
     if hard_negatives:
         builder.set_hard_negatives(hard_negatives, seed=0)
     return builder([dataset[i] for i in range(size)])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Image-feature caches go to a temporary folder, never the user's ~/.cache (subprocesses inherit)."""
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("feature-cache"))
 
 
 @pytest.fixture()
@@ -145,7 +154,8 @@ def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:
     return ModelConfig(
         query_encoder=TextEncoderConfig(path=str(bert), max_length=8),
         title_encoder=TextEncoderConfig(path=str(bert), max_length=16),
-        image_encoder=ImageEncoderConfig(image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2),
+        image_encoder=ImageEncoderConfig(
+            backbone="vit", image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2),
         embed_dim=8,
         fusion_layers=1,
         adaptation_hidden=8,
@@ -157,6 +167,7 @@ def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:
 def tiny_config(tiny_bert: Path) -> Config:
     config = Config(model=tiny_model_config(tiny_bert))
     config.train.batch_size = 8
+    config.train.epochs = 1  # one pass, as the tests were written for; test_train_length covers the default
     config.train.max_steps = 4
     config.train.warmup_steps = 1
     config.train.head_lr = 1e-2

@@ -35,7 +35,7 @@ def test_variant_builds_and_trains_one_step(name: str, tiny_bert: Path, data_dir
     assert (model.product_adaptation.mlp is not None) == config.model.modal_adaptation
 
     batch = make_batch(data_dir, config.model.keyword_enhancement, image_size=model.image_size)
-    products = model.encode_products(batch.titles, batch.pixels, batch.targets.has_image)
+    products = model.encode_products(batch.titles, batch.images, batch.targets.has_image)
     queries = model.encode_queries(batch.queries)
     kw = model.encode_queries(batch.keywords) if batch.keywords else None
     loss, logged = MAKELoss(LossConfig(), config.model.keyword_enhancement)(model, queries, products, batch.targets, kw)

@@ -20,7 +20,7 @@ def test_minilm_train_embed_search_evaluate(data_dir: Path, tmp_path: Path) -> N
     config.model.query_encoder = TextEncoderConfig(max_length=8)
     config.model.title_encoder = TextEncoderConfig(max_length=16, freeze_layers=6)
     config.model.image_encoder = ImageEncoderConfig(
-        image_size=16, patch_size=8, hidden_size=32, num_layers=1, num_heads=2
+        backbone="vit", image_size=16, patch_size=8, hidden_size=32, num_layers=1, num_heads=2
     )
     config.model.fusion_layers = 1
     config.train.batch_size = 16

@@ -49,7 +49,7 @@ def test_hard_negative_columns_extend_the_batch_and_the_loss(tiny_bert: Path, da
     criterion = MAKELoss(LossConfig(), True)
     logged = []
     for b in (plain, batch):
-        products = model.encode_products(b.titles, b.pixels, b.targets.has_image)
+        products = model.encode_products(b.titles, b.images, b.targets.has_image)
         loss, parts = criterion(
             model, model.encode_queries(b.queries), products, b.targets, model.encode_queries(b.keywords)
         )

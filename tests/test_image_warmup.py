@@ -10,7 +10,7 @@ import torch
 
 from conftest import tiny_model_config
 from make_retrieval.config import Config
-from make_retrieval.data.batches import load_pixels
+from make_retrieval.data.batches import Pixels
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.image_warmup import warm_up_image_tower
@@ -20,7 +20,7 @@ from make_retrieval.train.loop import train
 def _colour_agreement(model: MAKEModel, data_dir: Path) -> float:
     """Mean cosine of image part to title part for same-colour products minus other-colour ones."""
     catalog = load_data_dir(data_dir, ()).catalog
-    pixels = torch.stack([load_pixels(catalog, i, model.image_size) for i in range(len(catalog))])
+    pixels = torch.stack([Pixels(catalog, model.image_size)(i) for i in range(len(catalog))])
     model.eval()
     with torch.no_grad():
         parts = model.encode_products(catalog.titles, pixels, torch.ones(len(catalog), dtype=torch.bool)).parts
@@ -36,7 +36,8 @@ def test_warm_up_aligns_images_with_their_titles(tiny_bert: Path, data_dir: Path
     catalog = load_data_dir(data_dir, ()).catalog
     before = _colour_agreement(model, data_dir)
     generator = torch.Generator().manual_seed(0)
-    losses = warm_up_image_tower(model, catalog, 150, 16, 3e-3, generator, progress=False)
+    pixels = Pixels(catalog, model.image_size)
+    losses = warm_up_image_tower(model, catalog, pixels, 150, 16, 3e-3, generator, progress=False)
     assert len(losses) == 150
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
     # solid-colour photos: after warm-up a product's image part is nearer same-colour titles. The
@@ -49,7 +50,8 @@ def test_warm_up_aligns_images_with_their_titles(tiny_bert: Path, data_dir: Path
 def test_models_without_an_image_tower_are_left_alone(tiny_bert: Path, data_dir: Path) -> None:
     model = MAKEModel(tiny_model_config(tiny_bert, image_modality=False, fusion=False))
     catalog = load_data_dir(data_dir, ()).catalog
-    assert warm_up_image_tower(model, catalog, 5, 8, 1e-3, torch.Generator(), progress=False) == []
+    pixels = Pixels(catalog, model.image_size)
+    assert warm_up_image_tower(model, catalog, pixels, 5, 8, 1e-3, torch.Generator(), progress=False) == []
 
 
 def test_training_logs_the_warm_up(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir:
 
     torch.manual_seed(0)
     model = MAKEModel(tiny_model_config(tiny_bert))
-    products = model.encode_products(enhanced.titles, enhanced.pixels, enhanced.targets.has_image)
+    products = model.encode_products(enhanced.titles, enhanced.images, enhanced.targets.has_image)
     queries = model.encode_queries(enhanced.queries)
     keywords = model.encode_queries(enhanced.keywords)
     _, with_ke = MAKELoss(LossConfig(), True)(model, queries, products, enhanced.targets, keywords)
@@ -145,7 +145,7 @@ def test_image_backbone_from_a_local_folder_and_weights_file(tmp_path: Path) -> 
     from transformers import ViTConfig, ViTModel
 
     from make_retrieval.config import ImageEncoderConfig
-    from make_retrieval.model.encoders import ImageEncoder
+    from make_retrieval.model.image import ImageEncoder
 
     pixels = torch.rand(2, 3, 16, 16)
     vit = ViTModel(
@@ -164,7 +164,7 @@ def test_image_backbone_from_a_local_folder_and_weights_file(tmp_path: Path) -> 
     assert from_folder.hidden_size == 16
     torch.testing.assert_close(from_folder(pixels).patches, vit(pixel_values=pixels).last_hidden_state)
 
-    config = ImageEncoderConfig(image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
+    config = ImageEncoderConfig(backbone="vit", image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
     save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
     random_init = ImageEncoder(config).eval()
     loaded = ImageEncoder(

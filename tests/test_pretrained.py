@@ -14,7 +14,8 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from conftest import tiny_model_config
 from make_retrieval.config import ImageEncoderConfig, TextEncoderConfig
-from make_retrieval.model.encoders import ImageEncoder, TextEncoder
+from make_retrieval.model.encoders import TextEncoder
+from make_retrieval.model.image import ImageEncoder
 from make_retrieval.model.make import MAKEModel
 
 

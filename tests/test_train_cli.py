@@ -121,7 +121,7 @@ def test_config_rejects_unknown_keys_wrong_types_and_bad_yaml(tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['fusoin'\]"):
         Config.load(tmp_path / "bad.yaml")
     (tmp_path / "bad.yaml").write_text("train:\n  epochs: '3'\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml:train:epochs: expected int, got '3'"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:train:epochs: expected int or None, got '3'"):
         Config.load(tmp_path / "bad.yaml")
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

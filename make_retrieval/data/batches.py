@@ -13,6 +13,7 @@ import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -59,15 +60,15 @@ class SimilarQueries:
 @dataclass
 class Batch:
     """A collated training batch: B queries (and their keyword strings, empty without Keyword
-    Enhancement) against C >= B product columns (titles, pixels).
+    Enhancement) against C >= B product columns (titles, image inputs: pixels or cached features).
 
-    In a job of N ranks the targets cover the whole global batch while the texts and pixels are this
+    In a job of N ranks the targets cover the whole global batch while the texts and images are this
     rank's slice; ``column_order`` then puts the gathered product columns in the targets' order."""
 
     queries: list[str]
     titles: list[str]
     keywords: list[str]
-    pixels: torch.Tensor
+    images: torch.Tensor
     #: (C_local,) bool: which of this rank's product columns have an image (``targets`` are global)
     has_image: torch.Tensor
     targets: Targets
@@ -80,17 +81,29 @@ class Batch:
         order = None if self.column_order is None else self.column_order.to(device)
         return dataclasses.replace(
             self,
-            pixels=self.pixels.to(device),
+            images=self.images.to(device),
             has_image=self.has_image.to(device),
             targets=self.targets.to(device),
             column_order=order,
         )
 
 
-def load_pixels(catalog: Catalog, product: int, size: int) -> torch.Tensor:
-    """The product's image tensor, or zeros for a text-only product."""
-    path = catalog.images[product]
-    return torch.zeros(3, size, size) if path is None else load_image(path, size)
+class ImageInputs(Protocol):
+    """What the image tower reads for catalog product ``i``: decoded pixels (``Pixels``) or, for a
+    frozen tower, its cached features (model/image_cache.py); zeros for a text-only product."""
+
+    def __call__(self, product: int) -> torch.Tensor: ...
+
+
+class Pixels:
+    """Each product's image decoded to a 3 x size x size tensor in [-1, 1] (zeros without an image)."""
+
+    def __init__(self, catalog: Catalog, size: int):
+        self.catalog, self.size = catalog, size
+
+    def __call__(self, product: int) -> torch.Tensor:
+        path = self.catalog.images[product]
+        return torch.zeros(3, self.size, self.size) if path is None else load_image(path, self.size)
 
 
 class ClickDataset(Dataset):
@@ -129,7 +142,7 @@ class EpochBatches(Sampler[list[int]]):
 
 
 class BatchBuilder:
-    """``collate_fn``: adds mined hard negatives, computes positive / excluded masks, decodes images.
+    """``collate_fn``: adds mined hard negatives, computes positive / excluded masks, reads images.
 
     The product side has C = B + H columns: the B clicked products, then H hard negatives (one per
     query that has mined candidates; H = 0 without hard-negative mining). With ``world_size`` N the
@@ -142,12 +155,12 @@ class BatchBuilder:
         catalog: Catalog,
         keywords: KeywordExtractor | None,
         similar: SimilarQueries,
-        image_size: int,
+        images: ImageInputs,
         rank: int = 0,
         world_size: int = 1,
     ):
         self.catalog, self.keywords, self.similar = catalog, keywords, similar
-        self.image_size, self.rank, self.world_size = image_size, rank, world_size
+        self.images, self.rank, self.world_size = images, rank, world_size
         self.hard_negatives: dict[str, list[int]] = {}
         self.seed = 0
 
@@ -200,9 +213,9 @@ class BatchBuilder:
     ) -> Batch:
         """The batch over product columns ``picked`` (positions in ``columns``, the global column list)."""
         products = [columns[i] for i in picked]
-        pixels = torch.stack([load_pixels(self.catalog, p, self.image_size) for p in products])
+        images = torch.stack([self.images(p) for p in products])
         titles = [self.catalog.titles[p] for p in products]
-        return Batch(queries, titles, keywords, pixels, targets.has_image[picked], targets)
+        return Batch(queries, titles, keywords, images, targets.has_image[picked], targets)
 
     def _rank_slice(
         self, queries: list[str], keywords: list[str], columns: list[int], drew: list[bool], targets: Targets

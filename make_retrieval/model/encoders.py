@@ -1,4 +1,5 @@
-"""The text and image towers: Hugging Face models from local folders, never downloaded.
+"""The text towers: Hugging Face models from local folders, never downloaded (the image tower is in
+model/image.py).
 
 Text features are mean-pooled over non-padding tokens (it beat [CLS] in Taobao's predecessor system,
 METHOD.md); token states are kept for the fusion encoder.
@@ -6,7 +7,6 @@ METHOD.md); token states are kept for the fusion encoder.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +18,10 @@ from transformers import (
     AutoTokenizer,
     CLIPTextModel,
     CLIPVisionModel,
-    ViTConfig,
-    ViTModel,
 )
 from transformers.utils import logging as hf_logging
 
-from make_retrieval.config import BUNDLED_MINILM, ConfigError, ImageEncoderConfig, TextEncoderConfig
+from make_retrieval.config import BUNDLED_MINILM, TextEncoderConfig
 
 # Loading local weights needs no per-tensor progress bar; our own bars show the real work.
 hf_logging.disable_progress_bar()
@@ -57,7 +55,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         folder = resolve_text_path(config.path)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = _tower(folder, text=True)
+        self.model = hf_tower(folder, text=True)
         self.max_length = config.max_length
         layers = _encoder_layers(self.model)
         if config.num_layers is not None:
@@ -101,7 +99,7 @@ class TextEncoder(nn.Module):
 _DUAL_TOWERS = {"clip": (CLIPTextModel, CLIPVisionModel)}
 
 
-def _tower(folder: Path, text: bool) -> nn.Module:
+def hf_tower(folder: Path, text: bool) -> nn.Module:
     """A model from a local folder; for a dual checkpoint (a CLIPModel folder) only its text or its
     vision half, so that CLIP can initialise the title tower and the image tower separately."""
     model_type = AutoConfig.from_pretrained(folder).model_type
@@ -120,83 +118,3 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
         if isinstance(module, nn.ModuleList):
             return module
     raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate or freeze")
-
-
-@dataclass
-class EncodedImage:
-    """An image tower's output for a batch of images."""
-
-    pooled: torch.Tensor  # (B, H)
-    patches: torch.Tensor  # (B, P, H)
-
-
-class ImageEncoder(nn.Module):
-    """A vision backbone returning a pooled feature and patch tokens (for fusion)."""
-
-    def __init__(self, config: ImageEncoderConfig):
-        super().__init__()
-        self.image_size = config.image_size
-        kind, _, name = config.backbone.partition(":")
-        if kind == "vit":
-            vit = ViTConfig(
-                image_size=config.image_size,
-                patch_size=config.patch_size,
-                hidden_size=config.hidden_size,
-                num_hidden_layers=config.num_layers,
-                num_attention_heads=config.num_heads,
-                intermediate_size=config.hidden_size * 2,
-            )
-            self.backbone: nn.Module = ViTModel(vit, add_pooling_layer=False)
-            self.hidden_size = config.hidden_size
-        elif kind == "hf":
-            if not (Path(name) / "config.json").is_file():
-                raise FileNotFoundError(f"image encoder folder '{name}' has no config.json (a local HF model folder)")
-            self.backbone = _tower(Path(name), text=False)
-            vision = AutoConfig.from_pretrained(name)
-            vision = getattr(vision, "vision_config", vision)
-            self.hidden_size = _hf_vision_width(vision)
-            # a pretrained ViT fixes its input size (position embeddings): feed it what it was trained on
-            self.image_size = getattr(vision, "image_size", config.image_size)
-        elif kind == "timm":
-            timm = importlib.import_module("timm")  # optional: needs a torchvision matching torch
-            self.backbone = timm.create_model(name, pretrained=False, num_classes=0)
-            self.hidden_size = self.backbone.num_features
-        else:
-            raise ConfigError(f"unknown image backbone '{config.backbone}' (vit, hf:<folder>, timm:<arch>)")
-        if config.weights:
-            load_weights(self.backbone, Path(config.weights))
-
-    def forward(self, pixels: torch.Tensor) -> EncodedImage:
-        """pixels (B, 3, S, S) -> pooled (B, H) and patch tokens (B, P, H)."""
-        if hasattr(self.backbone, "forward_features"):
-            features = self.backbone.forward_features(pixels)  # timm
-        else:
-            out = self.backbone(pixel_values=pixels)
-            features = out.last_hidden_state
-        if features.dim() == 4:  # CNN feature map (B, C, H, W) -> tokens (B, HW, C)
-            features = features.flatten(2).transpose(1, 2)
-        return EncodedImage(features.mean(1), features)
-
-
-def _hf_vision_width(vision: object) -> int:
-    """Feature width of a transformers vision config (ViT-like or CNN-like)."""
-    for attr in ("hidden_size", "hidden_sizes"):
-        value = getattr(vision, attr, None)
-        if value is not None:
-            return value[-1] if isinstance(value, list) else value
-    raise ValueError(f"cannot tell the feature width of {type(vision).__name__}")
-
-
-def load_weights(module: nn.Module, path: Path) -> None:
-    """Load a ``.safetensors`` file or a torch state dict into ``module``; report mismatches."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image encoder weights '{path}' not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    result = module.load_state_dict(state, strict=False)
-    if len(result.missing_keys) == len(module.state_dict()):
-        raise ValueError(f"'{path}' shares no parameter names with the image backbone")

@@ -22,8 +22,9 @@ from torch import nn
 
 from make_retrieval.config import ConfigError, ModelConfig
 from make_retrieval.model.adaptation import ModalAdaptation
-from make_retrieval.model.encoders import ImageEncoder, TextEncoder
+from make_retrieval.model.encoders import TextEncoder
 from make_retrieval.model.fusion import FusionEncoder
+from make_retrieval.model.image import ImageEncoder
 
 #: Names of the learnable temperatures, one per contrastive objective.
 OBJECTIVES = ("query_product", "query_title", "query_image", "title_image", "keyword_product", "query_keyword")
@@ -123,17 +124,18 @@ class MAKEModel(nn.Module):
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
         return combine(parts, self.query_adaptation(pooled), self.modalities)
 
-    def encode_products(self, titles: list[str], pixels: torch.Tensor, has_image: torch.Tensor) -> Embedded:
-        """pixels (B,3,S,S); rows with ``has_image`` False are ignored (their image weight is 0)."""
+    def encode_products(self, titles: list[str], images: torch.Tensor, has_image: torch.Tensor) -> Embedded:
+        """``images``: pixels (B,3,S,S), or cached trunk features for a frozen image tower
+        (data/batches.py ImageInputs); rows with ``has_image`` False are ignored (image weight 0)."""
         text = self.title_encoder(titles, self.config.title_encoder.max_length)
         features = {"title": text.pooled}
         if self.image_encoder is not None:
-            image = self.image_encoder(pixels)
+            image = self.image_encoder(images)
             features["image"] = image.pooled
             if self.fusion is not None:
                 features["fused"] = self.fusion(text.tokens, text.mask, image.patches, has_image)
         parts = {m: F.normalize(self.product_proj[m](features[m]), dim=-1) for m in self.modalities}
-        available = torch.ones(len(titles), len(self.modalities), dtype=torch.bool, device=pixels.device)
+        available = torch.ones(len(titles), len(self.modalities), dtype=torch.bool, device=images.device)
         if "image" in self.modalities:
             available[:, self.modalities.index("image")] = has_image
         # the MA MLP must not read the image part of a product that has none (it is the image of zeros)

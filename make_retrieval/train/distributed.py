@@ -46,6 +46,14 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
+    def main_says(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank (a decision only rank 0 can take, e.g. to stop early)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
 
 def init_distributed() -> Distributed:
     """Join the process group ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR);

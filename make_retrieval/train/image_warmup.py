@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from make_retrieval.data.batches import load_pixels
+from make_retrieval.data.batches import ImageInputs
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.losses import symmetric_info_nce
 from make_retrieval.model.make import MAKEModel
@@ -28,7 +28,13 @@ TEMPERATURE = 0.05
 
 
 def warm_up_image_tower(
-    model: MAKEModel, catalog: Catalog, steps: int, batch_size: int, lr: float, generator: torch.Generator,
+    model: MAKEModel,
+    catalog: Catalog,
+    images: ImageInputs,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
     progress: bool = True,
 ) -> list[float]:
     """Train ``model.image_encoder`` for ``steps`` steps against frozen title embeddings; returns the
@@ -39,7 +45,7 @@ def warm_up_image_tower(
         return []
     targets = _title_targets(model, [catalog.titles[i] for i in pictured])
     title_ids = torch.tensor(_ids([catalog.titles[i] for i in pictured]))
-    pixels = torch.stack([load_pixels(catalog, i, model.image_size) for i in pictured])
+    inputs = torch.stack([images(i) for i in pictured])
     device = targets.device
     head = nn.Linear(encoder.hidden_size, targets.shape[1]).to(device)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=lr, weight_decay=0.01)
@@ -48,7 +54,7 @@ def warm_up_image_tower(
     size = min(batch_size, len(pictured))
     for _ in tqdm(range(steps), desc="image warm-up", unit="step", disable=not progress):
         rows = torch.randperm(len(pictured), generator=generator)[:size]
-        image = F.normalize(head(encoder(pixels[rows].to(device)).pooled), dim=-1)
+        image = F.normalize(head(encoder(inputs[rows].to(device)).pooled), dim=-1)
         # products with the same title are each other's positives, not negatives
         same = (title_ids[rows].unsqueeze(0) == title_ids[rows].unsqueeze(1)).float().to(device)
         loss = symmetric_info_nce(image @ targets[rows].T / TEMPERATURE, same)

@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from make_retrieval.config import Config, ConfigError
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches, SimilarQueries
+from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, EpochBatches, ImageInputs, SimilarQueries
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.data.stream import BatchIndices, ShardedClicks
 from make_retrieval.data.tables import LoadReport
 from make_retrieval.evaluate import evaluate_retriever
 from make_retrieval.losses import MAKELoss
+from make_retrieval.model.image_cache import image_inputs
 from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import OBJECTIVES, MAKEModel
 from make_retrieval.retrieval import exact_retriever
@@ -130,10 +131,11 @@ def train(
         tensorboard=config.train.tensorboard,
         resume_step=state["step"] if state else None,
     )
+    images = _image_inputs(model, data, context, progress)
     if state is None:
         warmup = warm_up_image_tower(
-            model, data.catalog, config.train.image_warmup_steps, config.train.batch_size, config.train.head_lr,
-            generator, progress,
+            model, data.catalog, images, config.train.image_warmup_steps, config.train.batch_size,
+            config.train.head_lr, generator, progress,
         )
         if warmup:
             last = warmup[-10:]
@@ -141,25 +143,27 @@ def train(
             log.write({"step": 0, "event": "image_warmup", **losses})
     model.train()
     criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
-    collate = BatchBuilder(data.catalog, keywords, similar, model.image_size, context.rank, context.world_size)
+    collate = BatchBuilder(data.catalog, keywords, similar, images, context.rank, context.world_size)
     loader = epochs.loader(collate, config.train.num_workers)
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * config.train.epochs
+    epoch_count = training_epochs(config, steps_per_epoch)
+    total = steps_per_epoch * epoch_count
     if config.train.max_steps is not None:
         total = min(total, config.train.max_steps)
     optimizer = _optimizer(model, config)
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.train.warmup_steps, total // 5), total)
     has_valid = config.train.validate and "valid" in data.judgements
     best: float | None = None
-    step, first_epoch, done_in_epoch = 0, 0, 0
+    step, first_epoch, done_in_epoch, validated_at, stale = 0, 0, 0, 0, 0
     candidates: dict[str, list[int]] = {}
     if state is not None:
         _restore(state, model, optimizer, scheduler, options)
         step, first_epoch, done_in_epoch, best = state["step"], state["epoch"], state["done_in_epoch"], state["best"]
+        validated_at, stale = state.get("validated_at", 0), state.get("stale", 0)  # absent before early stopping
         candidates = state["hard_negatives"]
         generator.set_state(state["epoch_generator"])
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress)
-    for epoch in range(first_epoch, config.train.epochs):
+    for epoch in range(first_epoch, epoch_count):
         if step >= total:
             break
         epoch_generator = generator.get_state()
@@ -198,7 +202,7 @@ def train(
             every = config.train.state_every
             if main and every and step % every == 0 and step < total and done_in_epoch < steps_per_epoch:
                 position = {"step": step, "epoch": epoch, "done_in_epoch": done_in_epoch, "best": best}
-                position["data"] = epochs.fingerprint()
+                position |= {"validated_at": validated_at, "stale": stale, "data": epochs.fingerprint()}
                 _save_state(run_dir, config, model, optimizer, scheduler, options, position, epoch_generator,
                             candidates, log)
             if step >= total:
@@ -206,23 +210,33 @@ def train(
         record: dict[str, Any] = {"step": step, "epoch": epoch, "event": "epoch_end"}
         if not main:
             context.barrier()  # rank 0 validates and writes the checkpoints
+            if context.main_says(False):
+                break
             continue
-        if has_valid:
+        final = epoch == epoch_count - 1 or step >= total
+        if has_valid and (final or step - validated_at >= config.train.validate_every):
             metrics = validate(model, data, config.train.max_valid_queries)
-            record["valid"] = metrics
+            record["valid"], validated_at = metrics, step
             bar.write(f"epoch {epoch}: valid " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         log.write(record)
-        info = {"step": step, "epoch": epoch, **({"valid": record["valid"]} if has_valid else {})}
+        info = {"step": step, "epoch": epoch, **({"valid": record["valid"]} if "valid" in record else {})}
         save_checkpoint(run_dir / "last.pt", model, info)
-        score = record["valid"]["ndcg@10"] if has_valid else None
-        if score is not None and (best is None or score > best):
-            best = score
-            save_checkpoint(run_dir / "best.pt", model, info)
+        if "valid" in record:
+            score = record["valid"]["ndcg@10"]
+            stale = 0 if best is None or score > best else stale + 1
+            if stale == 0:
+                best = score
+                save_checkpoint(run_dir / "best.pt", model, info)
         # the next epoch starts from here: its generator state is the current one
         position = {"step": step, "epoch": epoch + 1, "done_in_epoch": 0, "best": best}
-        position["data"] = epochs.fingerprint()
+        position |= {"validated_at": validated_at, "stale": stale, "data": epochs.fingerprint()}
         _save_state(run_dir, config, model, optimizer, scheduler, options, position, generator.get_state(), {}, log)
         context.barrier()
+        patience = config.train.patience
+        if context.main_says(bool(patience) and stale >= patience and not final):
+            log.write({"step": step, "epoch": epoch, "event": "early_stop", "best_valid_ndcg@10": best})
+            bar.write(f"early stop: no better valid NDCG@10 in {patience} validations (best {best:.4f})")
+            break
     bar.close()
     log.close()
     seconds = time.time() - started
@@ -230,6 +244,27 @@ def train(
         summary = {"steps": step, "best_valid_ndcg@10": best, "seconds": seconds, "train_pairs": epochs.pairs_count}
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(run_dir, step, best, seconds, main)
+
+
+def training_epochs(config: Config, steps_per_epoch: int) -> int:
+    """``train.epochs``, or (unset) enough epochs for ``train.min_steps`` steps, at least one."""
+    if config.train.epochs is not None:
+        return config.train.epochs
+    return max(1, -(-config.train.min_steps // max(steps_per_epoch, 1)))
+
+
+def _image_inputs(model: MAKEModel, data: DataDir, context: Distributed, progress: bool) -> ImageInputs:
+    """The training images: a frozen tower's features are computed (once, cached on disk) by rank 0
+    while the other ranks wait, then every rank reads them from the cache."""
+    if not context.is_main:
+        context.barrier()
+    images = image_inputs(model, data.catalog, progress=progress)
+    if context.is_main:
+        context.barrier()
+    counts = getattr(images, "counts", None)
+    if counts is not None and progress:
+        tqdm.write(f"image features: {counts.hits} cached, {counts.computed} computed")
+    return images
 
 
 @dataclass

@@ -155,7 +155,7 @@ def average_gradients(model: torch.nn.Module, context: Distributed) -> None:
 
 
 def _products(model: MAKEModel, batch: Batch, start: int, stop: int) -> Embedded:
-    return model.encode_products(batch.titles[start:stop], batch.pixels[start:stop], batch.has_image[start:stop])
+    return model.encode_products(batch.titles[start:stop], batch.images[start:stop], batch.has_image[start:stop])
 
 
 def _split(queries: Embedded, batch: Batch, products: Embedded) -> Encoded:

@@ -1,0 +1,49 @@
+"""How long ``train`` trains when not told: enough epochs for ``min_steps``, validation spaced by
+``validate_every``, early stopping after ``patience`` validations without a better NDCG@10."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from make_retrieval.config import Config
+from make_retrieval.train.loop import train, training_epochs
+
+
+def test_epochs_follow_min_steps_unless_set() -> None:
+    config = Config()
+    assert config.train.epochs is None and config.train.min_steps == 300
+    assert training_epochs(config, steps_per_epoch=12) == 25  # 1,050 products, 800 clicks, batch 64
+    assert training_epochs(config, steps_per_epoch=170) == 2  # the demo catalog
+    assert training_epochs(config, steps_per_epoch=15_000) == 1  # a large click log: one pass
+    config.train.epochs = 3
+    assert training_epochs(config, steps_per_epoch=12) == 3
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_length_on_a_tiny_catalog(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    defaults = Config().train
+    tiny_config.train.epochs, tiny_config.train.max_steps = defaults.epochs, defaults.max_steps
+    tiny_config.train.min_steps, tiny_config.train.validate_every = 60, 20
+    result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    records = _records(tmp_path / "run")
+    validated = [r["step"] for r in records if "valid" in r]
+    # 64 clicks in batches of 8: 8 steps an epoch, so 8 epochs for 60 steps, validated every 24 steps
+    assert result.steps == 64 and max(r.get("epoch", 0) for r in records) == 7
+    assert validated == [24, 48, 64]
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_early_stopping_after_patience_validations(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    # nothing learns (both learning rates 0), so no validation after the first is better
+    tiny_config.train.lr = tiny_config.train.head_lr = 0.0
+    tiny_config.train.epochs, tiny_config.train.max_steps = 10, None
+    tiny_config.train.validate_every, tiny_config.train.patience = 8, 2
+    result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    records = _records(tmp_path / "run")
+    assert [r["step"] for r in records if "valid" in r] == [8, 16, 24]
+    assert records[-1]["event"] == "early_stop" and result.steps == 24
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 24
