@@ -173,12 +173,15 @@ class Config:
     def matches(self, saved: dict[str, Any], where: str) -> bool:
         """Whether ``saved`` (a config written by an earlier run) equals this one. It is read through
         the dataclasses, so keys added since then take their defaults, which keep earlier behaviour;
-        the one default that does not (``similar_query_rule``, where Keyword Enhancement was on) is
-        read as the behaviour of its time."""
+        the defaults that do not are read as the behaviour of their time: ``similar_query_rule``
+        (where Keyword Enhancement was on), and every epoch validated with no early stop."""
         saved = {section: dict(values) if isinstance(values, dict) else values for section, values in saved.items()}
-        loss, model = saved.setdefault("loss", {}), saved.get("model", {})
+        loss, model, train = saved.setdefault("loss", {}), saved.get("model", {}), saved.setdefault("train", {})
         if "similar_query_rule" not in loss and model.get("keyword_enhancement", True):
             loss["similar_query_rule"] = "jaccard"  # the only rule before the key existed (commit f77c8a4)
+        if "patience" not in train:  # before early stopping (issue 11)
+            train.setdefault("validate_every", 0)
+            train["patience"] = 0
         return dataclasses.asdict(update(Config(), saved, where)) == dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:

@@ -20,6 +20,7 @@ EXPECTED = {
     "text-dual": (("title",), True, False),
     "clip": (("title", "image"), True, True),
     "fusion": (("fused",), False, True),
+    "make-vit-scratch": (("title", "image", "fused"), False, True),
 }
 
 
@@ -43,9 +44,13 @@ def test_variant_builds_and_trains_one_step(name: str, tiny_bert: Path, data_dir
     assert torch.isfinite(loss)
     assert ("query_image" in logged) == ("image" in modalities)
     assert ("query_title" in logged) == ("title" in modalities)
-    assert ("keyword_product" in logged) == (name in {"make", "make-no-ma"})
+    assert ("keyword_product" in logged) == (name in {"make", "make-no-ma", "make-vit-scratch"})
     if name == "clip":  # product = mean of title and image
         torch.testing.assert_close(products.weights, torch.full((8, 2), 0.5))
+    if name == "make-vit-scratch":  # a random ViT that trains, warmed up first
+        assert config.model.image_encoder.backbone == "vit" and config.train.image_warmup_steps == 300
+        assert model.image_encoder is not None and not model.image_encoder.frozen
+        assert model.image_encoder.backbone.embeddings.patch_embeddings.projection.weight.grad is not None
 
 
 def test_shared_text_tower_is_one_set_of_parameters(tiny_bert: Path) -> None:

@@ -80,6 +80,8 @@ def test_trainable_switches_choose_what_gets_gradients() -> None:
     assert ImageEncoder(ImageEncoderConfig(backbone="vit", image_size=16, hidden_size=16, num_heads=2)).frozen is False
     with pytest.raises(ConfigError, match="trainable: expected frozen, last:N"):
         ImageEncoder(ImageEncoderConfig(image_size=32, trainable="last:x"))
+    with pytest.raises(ConfigError, match="last:19, but efficientnet-lite0 has 18 stages"):
+        ImageEncoder(ImageEncoderConfig(image_size=32, trainable="last:19"))
 
 
 def _frozen_model(tiny_bert: Path) -> MAKEModel:
@@ -104,7 +106,9 @@ def test_cache_gives_the_direct_forward_is_hit_again_and_recomputes_a_changed_pi
     cached = torch.stack([first(i) for i in range(len(catalog))])
     torch.testing.assert_close(cached, direct, atol=2e-3, rtol=2e-3)  # stored as float16
     assert isinstance(first._map, np.memmap), "rows are read from a memory map, not held in memory"
-    assert pickle.loads(pickle.dumps(first))._map is None, "workers open their own map"
+    shipped = pickle.loads(pickle.dumps(first))  # what a DataLoader worker receives
+    assert shipped._map is None, "workers open their own map"
+    torch.testing.assert_close(shipped(3), first(3))
 
     again = image_inputs(model, catalog, progress=False)
     assert again.counts.computed == 0 and again.counts.hits == len(catalog)
@@ -116,7 +120,18 @@ def test_cache_gives_the_direct_forward_is_hit_again_and_recomputes_a_changed_pi
     torch.testing.assert_close(third(5), model.image_encoder.trunk(load_image(changed, 32)[None])[0], atol=2e-3, rtol=0)
     assert not torch.allclose(third(5), first(5))
     torch.testing.assert_close(third(4), first(4))
-    assert len(FeatureCache.for_encoder(model.image_encoder).keys()) == distinct + 1, "rows are appended"
+    cache = FeatureCache.for_encoder(model.image_encoder)
+    assert len(cache.keys()) == distinct + 1, "rows are appended"
+
+    # a crash mid-append (a torn key, rows without keys) is cut off; a key stored twice is not appended
+    with (cache.folder / "keys.u64").open("ab") as handle:
+        handle.write(b"\x01\x02\x03")
+    with (cache.folder / "features.f16").open("ab") as handle:
+        handle.write(b"\x00" * (cache.row_bytes + 7))
+    cache._append(cache.keys()[:1], np.zeros((1, *cache.shape), dtype=np.float16))
+    assert len(cache.keys()) == distinct + 1
+    assert (cache.folder / "features.f16").stat().st_size == (distinct + 1) * cache.row_bytes
+    torch.testing.assert_close(image_inputs(model, catalog, progress=False)(4), first(4))
 
 
 def test_training_runs_the_frozen_backbone_once_per_picture(

@@ -213,3 +213,12 @@ def test_configs_saved_before_the_subset_rule_read_as_jaccard() -> None:
     plain = Config()
     plain.model.keyword_enhancement = False
     assert plain.matches(saved, "old run"), "without KE the rule never mattered"
+
+
+def test_configs_saved_before_early_stopping_read_as_validating_every_epoch() -> None:
+    saved = dataclasses.asdict(Config())
+    del saved["train"]["patience"], saved["train"]["validate_every"]
+    assert not Config().matches(saved, "old run"), "it validated every epoch and never stopped early"
+    old = Config()
+    old.train.patience, old.train.validate_every = 0, 0
+    assert old.matches(saved, "old run")

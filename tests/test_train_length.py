@@ -47,3 +47,6 @@ def test_early_stopping_after_patience_validations(tiny_config: Config, data_dir
     assert [r["step"] for r in records if "valid" in r] == [8, 16, 24]
     assert records[-1]["event"] == "early_stop" and result.steps == 24
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 24
+    # resuming a run that stopped early finds it finished: no further step, the log unchanged
+    resumed = train(tiny_config, data_dir, tmp_path / "run", progress=False, resume=True)
+    assert resumed.steps == 24 and _records(tmp_path / "run") == records

@@ -15,6 +15,7 @@ same MAKEModel, trained by the same loop and evaluated by the same code (only sw
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -46,6 +47,6 @@ def with_variant(config: Config, name: str) -> Config:
         raise ConfigError(f"unknown model '{name}'; choose one of {sorted(VARIANTS)}")
     return dataclasses.replace(
         config,
-        model=dataclasses.replace(config.model, **VARIANTS[name]),
+        model=dataclasses.replace(config.model, **copy.deepcopy(VARIANTS[name])),
         train=dataclasses.replace(config.train, **TRAIN_SETTINGS.get(name, {})),
     )

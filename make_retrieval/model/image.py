@@ -81,12 +81,15 @@ class _TransformersParts:
     """A transformers vision model (ViT, CLIP vision, ConvNeXt...): its last hidden state as tokens."""
 
     def trunk(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """The model's last hidden state: tokens (B, T, H) or a CNN map (B, C, h, w)."""
         return model(pixel_values=pixels).last_hidden_state
 
     def head(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        """Tokens as they are; a CNN map flattened to (B, h*w, C)."""
         return features.flatten(2).transpose(1, 2) if features.dim() == 4 else features
 
     def stages(self, model: nn.Module) -> list[nn.Module]:
+        """A ViT's embeddings, layers and final norm (``last:N``); other models only frozen or all."""
         if isinstance(model, ViTModel):
             return [model.embeddings, *model.encoder.layer, model.layernorm]
         raise ConfigError("image_encoder.trainable: last:N is supported for efficientnet-lite and vit backbones")
@@ -96,6 +99,7 @@ class _TimmParts(_TransformersParts):
     """A timm model (optional dependency): ``forward_features`` as tokens."""
 
     def trunk(self, model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        """timm's feature extractor output (a map or tokens)."""
         return model.forward_features(pixels)
 
 
@@ -164,12 +168,19 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.backbone, self._parts, self.hidden_size, self.image_size = _backbone(config)
         self.name = config.backbone
+        #: Starts from learnt weights (packaged, a local folder or a weights file), not at random.
+        self.pretrained = config.backbone in EFFICIENTNET_WEIGHTS or config.backbone.startswith("hf:")
+        self.pretrained = self.pretrained or bool(config.weights)
         if config.weights:
             load_weights(self.backbone, Path(config.weights))
         self.trainable_stages = parse_trainable(config.trainable, config.backbone)
         if self.trainable_stages is not None:
             self.backbone.requires_grad_(False)
             stages = self._parts.stages(self.backbone) if self.trainable_stages else []
+            if self.trainable_stages > len(stages) > 0:
+                raise ConfigError(
+                    f"image_encoder.trainable: last:{self.trainable_stages}, but {self.name} has {len(stages)} stages"
+                )
             for stage in stages[len(stages) - self.trainable_stages :]:
                 stage.requires_grad_(True)
         self.train()  # modules start in train mode; apply the frozen / BatchNorm rule from the start

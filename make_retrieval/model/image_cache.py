@@ -7,12 +7,15 @@ One folder per (backbone weights, input size), under ``$MAKE_RETRIEVAL_CACHE`` (
   changed picture gets a new row and a renamed one is still a hit. Two different pictures share a
   digest with odds of about n^2 / 2^65, 3e-8 at a million images.
 - ``features.f16``: the rows, float16, in the same order.
-- ``meta.json``: the row shape.
+- ``meta.json``: the backbone's name and the row shape.
 
-Rows are only ever appended, under a file lock; features are written before their keys, so a crash
-leaves no key without its row. Readers memory-map the features file, so memory stays flat whatever
-the catalog's size; the lookup holds 8 bytes a key. Rows of pictures no longer used are not
-reclaimed: delete the folder to start afresh.
+Rows are only ever appended, under a file lock, and a key already stored (another process computed
+the same picture meanwhile) is not appended twice. Features are written before their keys, and each
+append first cuts both files back to the last whole key, so a crash or a short write leaves no key
+without its row. Readers memory-map the features file, so memory stays flat whatever the catalog's
+size; the lookup holds 8 bytes a key. A process remembers each file's digest with its size and
+modification time, so repeated embeddings (each validation) re-read only changed files. Rows of
+pictures no longer used are not reclaimed: delete the folder to start afresh.
 """
 
 from __future__ import annotations
@@ -44,10 +47,31 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "make-retrieval") / "image-features"
 
 
+#: path -> (size, modification time, digest): files already read by this process.
+_DIGESTS: dict[str, tuple[int, int, int]] = {}
+
+
 def content_key(path: Path) -> int:
-    """The cache key of an image file: a 64-bit digest of its bytes."""
-    digest = hashlib.blake2b(path.read_bytes(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    """The cache key of an image file: a 64-bit digest of its bytes (re-read only if the file's size
+    or modification time changed since this process last read it)."""
+    stat = path.stat()
+    known = _DIGESTS.get(str(path))
+    if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return known[2]
+    key = int.from_bytes(hashlib.blake2b(path.read_bytes(), digest_size=8).digest(), "little")
+    _DIGESTS[str(path)] = (stat.st_size, stat.st_mtime_ns, key)
+    return key
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the cache folder's lock (writers in other processes and ranks wait)."""
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def tower_key(encoder: ImageEncoder) -> str:
@@ -80,16 +104,17 @@ class FeatureCache:
     def for_encoder(cls, encoder: ImageEncoder, root: Path | None = None) -> FeatureCache:
         """The cache of ``encoder`` (frozen), created with its row shape on first use."""
         folder = (root or cache_root()) / tower_key(encoder)
-        meta = folder / "meta.json"
-        if meta.is_file():
-            return cls(folder, tuple(json.loads(meta.read_text())["shape"]))
         folder.mkdir(parents=True, exist_ok=True)
-        device = next(encoder.parameters()).device
-        with torch.no_grad():
-            shape = tuple(encoder.trunk(torch.zeros(1, 3, encoder.image_size, encoder.image_size, device=device)).shape)
-        with replacing(meta) as temporary:
-            temporary.write_text(json.dumps({"backbone": encoder.name, "shape": shape[1:]}))
-        return cls(folder, shape[1:])
+        meta = folder / "meta.json"
+        with _locked(folder):  # two processes starting on an empty cache write it once
+            if not meta.is_file():
+                device = next(encoder.parameters()).device
+                probe = torch.zeros(1, 3, encoder.image_size, encoder.image_size, device=device)
+                with torch.no_grad():
+                    shape = list(encoder.trunk(probe).shape[1:])
+                with replacing(meta) as temporary:
+                    temporary.write_text(json.dumps({"backbone": encoder.name, "shape": shape}))
+            return cls(folder, tuple(json.loads(meta.read_text())["shape"]))
 
     def keys(self) -> np.ndarray:
         """The digests of the stored rows, in row order."""
@@ -119,6 +144,7 @@ class FeatureCache:
         return self._lookup(keys, pictured) if len(distinct) else rows
 
     def _lookup(self, keys: np.ndarray, pictured: np.ndarray) -> np.ndarray:
+        """The stored row of each key (-1 where absent or not ``pictured``), by binary search."""
         stored = self.keys()
         rows = np.full(len(keys), -1, dtype=np.int64)
         if not len(stored):
@@ -130,25 +156,22 @@ class FeatureCache:
         return rows
 
     def _append(self, keys: np.ndarray, features: np.ndarray) -> None:
-        """Rows then keys, under the folder's lock; a crash's partial rows are cut off first."""
-        with self._locked():
-            count = len(self.keys())
-            with (self.folder / "features.f16").open("ab") as handle:
+        """Rows then keys, under the folder's lock, leaving out keys stored meanwhile; both files are
+        first cut back to the last whole key that has its row (a crash's or short write's tail)."""
+        with _locked(self.folder):
+            keys_path, rows_path = self.folder / "keys.u64", self.folder / "features.f16"
+            rows_path.touch()
+            count = min(len(self.keys()), rows_path.stat().st_size // self.row_bytes)
+            new = ~np.isin(keys, self.keys()[:count])
+            with rows_path.open("r+b") as handle:
                 handle.truncate(count * self.row_bytes)
-                handle.write(np.ascontiguousarray(features, dtype="<f2").tobytes())
+                handle.seek(0, os.SEEK_END)
+                handle.write(np.ascontiguousarray(features[new], dtype="<f2").tobytes())
                 handle.flush()
                 os.fsync(handle.fileno())
-            with (self.folder / "keys.u64").open("ab") as handle:
-                handle.write(keys.astype("<u8").tobytes())
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with (self.folder / "lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            with keys_path.open("ab") as handle:
+                handle.truncate(count * 8)
+                handle.write(keys[new].astype("<u8").tobytes())
 
 
 class CachedFeatures:

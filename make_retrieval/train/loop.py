@@ -58,8 +58,12 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
-    """Pretrained text towers get ``lr``; the new parts (image tower, fusion, heads) get ``head_lr``."""
-    pretrained = {id(p) for enc in (model.query_encoder, model.title_encoder) for p in enc.parameters()}
+    """Pretrained towers get ``lr`` (the text towers, and an image backbone with pretrained weights
+    when it trains); the new parts (a from-scratch image tower, fusion, heads) get ``head_lr``."""
+    towers: list[torch.nn.Module] = [model.query_encoder, model.title_encoder]
+    if model.image_encoder is not None and model.image_encoder.pretrained:
+        towers.append(model.image_encoder.backbone)
+    pretrained = {id(p) for tower in towers for p in tower.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in trainable if id(p) in pretrained], "lr": config.train.lr},
@@ -160,6 +164,8 @@ def train(
         _restore(state, model, optimizer, scheduler, options)
         step, first_epoch, done_in_epoch, best = state["step"], state["epoch"], state["done_in_epoch"], state["best"]
         validated_at, stale = state.get("validated_at", 0), state.get("stale", 0)  # absent before early stopping
+        if state.get("stopped"):  # the run had stopped early: resuming finds it finished
+            first_epoch = epoch_count
         candidates = state["hard_negatives"]
         generator.set_state(state["epoch_generator"])
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress)
@@ -227,15 +233,17 @@ def train(
             if stale == 0:
                 best = score
                 save_checkpoint(run_dir / "best.pt", model, info)
+        patience = config.train.patience
+        stop = bool(patience) and stale >= patience and not final
+        if stop:
+            log.write({"step": step, "epoch": epoch, "event": "early_stop", "best_valid_ndcg@10": best})
+            bar.write(f"early stop: no better valid NDCG@10 in {patience} validations (best {best:.4f})")
         # the next epoch starts from here: its generator state is the current one
-        position = {"step": step, "epoch": epoch + 1, "done_in_epoch": 0, "best": best}
+        position = {"step": step, "epoch": epoch + 1, "done_in_epoch": 0, "best": best, "stopped": stop}
         position |= {"validated_at": validated_at, "stale": stale, "data": epochs.fingerprint()}
         _save_state(run_dir, config, model, optimizer, scheduler, options, position, generator.get_state(), {}, log)
         context.barrier()
-        patience = config.train.patience
-        if context.main_says(bool(patience) and stale >= patience and not final):
-            log.write({"step": step, "epoch": epoch, "event": "early_stop", "best_valid_ndcg@10": best})
-            bar.write(f"early stop: no better valid NDCG@10 in {patience} validations (best {best:.4f})")
+        if context.main_says(stop):
             break
     bar.close()
     log.close()
