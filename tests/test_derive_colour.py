@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import re
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -32,6 +33,12 @@ def load_script():
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_titles():
+    """The script's module of title cleaning, fashion_derive.titles (loading the script puts it on sys.path)."""
+    load_script()
+    return importlib.import_module("fashion_derive.titles")
 
 
 # (brand, gender, type word, article type, master, sub, usage) x colour/pattern decorations
@@ -194,7 +201,19 @@ def test_stats_readme_and_determinism(built):
     ],
 )
 def test_strip_colour_examples(title, expected):
-    mod = load_script()
+    titles = load_titles()
     colours = ["Black", "Navy Blue", "White", "Silver", "Off White", "Grey Melange", "Purple", "Multi"]
-    vocab = mod.colour_vocabulary(colours)
-    assert mod.strip_colour(title, vocab) == expected
+    vocab = titles.colour_vocabulary(colours)
+    assert titles.strip_colour(title, vocab) == expected
+
+
+def test_clear_message_without_pandas():
+    # pandas is only a dev extra: without it the script stops with how to install it, not a traceback
+    code = (
+        "import runpy, sys; sys.modules['pandas'] = None; sys.argv = ['derive', '--help']; "
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "needs pandas: pip install -e '.[dev]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
