@@ -11,10 +11,10 @@ import torch
 
 from make_retrieval.config import Config
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, SimilarQueries
+from make_retrieval.data.keywords import KeywordExtractor
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.data.tables import find_table, read_rows
 from make_retrieval.model.image_cache import image_inputs
-from make_retrieval.model.keywords import KeywordExtractor
 from make_retrieval.model.make import MAKEModel
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "make_retrieval" / "configs" / "demo.yaml"

@@ -15,8 +15,8 @@ from pathlib import Path
 from common import bench_parser, model_and_batch, peak_rss_mb, reset_peak_rss, rss_mb
 
 from make_retrieval.config import Config
+from make_retrieval.distributed import Distributed
 from make_retrieval.losses import MAKELoss
-from make_retrieval.train.distributed import Distributed
 from make_retrieval.train.step import StepOptions, backward
 
 
@@ -25,7 +25,7 @@ def one(config_path: Path, data: Path, batch_size: int, chunk: int) -> None:
     config = Config.load(config_path)
     model, batch, _ = model_and_batch(config, data, batch_size)
     model.train()
-    criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
+    criterion = MAKELoss.for_config(config.model, config.loss)
     before = rss_mb()
     reset_peak_rss()  # loading the model and decoding the images had peaks of their own
     started = time.perf_counter()

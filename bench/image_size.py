@@ -49,7 +49,7 @@ def main() -> None:
             "feature_bytes_per_image": int(torch.zeros(inputs.shape).numel() * 2),
             "step_s": round(config.train.batch_size / (sum(rates) / len(rates)), 2),
             "train_s": round(result.seconds, 1),
-            "valid_ndcg@10": round(result.best_ndcg or 0.0, 4),
+            "valid_ndcg@10": round(result.best or 0.0, 4),
         }
         print(json.dumps(row), flush=True)
         with (args.out / "results.jsonl").open("a") as handle:

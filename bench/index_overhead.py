@@ -20,8 +20,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from make_retrieval.config import IndexConfig
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.embed import stored_products
+from make_retrieval.index.faiss_index import ProductIndex
 
 MODALITIES = ("title", "image", "fused")
 
@@ -78,7 +80,8 @@ def measure(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarr
     """Build, time both paths over ``rounds`` alternating rounds (median), recall@10, memory."""
     started = time.perf_counter()
     weights = np.full((len(vectors), 3), 1 / 3, dtype=np.float32)
-    index = ProductIndex.build(catalog(len(vectors)), vectors, weights, MODALITIES, CONFIGS[kind], {})
+    products = stored_products(catalog(len(vectors)), weights, MODALITIES)
+    index = ProductIndex.build(products, vectors, MODALITIES, CONFIGS[kind], {})
     build_s = time.perf_counter() - started
     raw_index = index.index
     ours, raw = [], []

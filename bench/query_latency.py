@@ -19,8 +19,8 @@ import torch
 from common import queries_of
 
 from make_retrieval.index.store import read_manifest
+from make_retrieval.model.checkpoint import load_model
 from make_retrieval.query_encoder import ONNX_FOLDER, OnnxQueryEncoder, QueryEncoder, TorchQueryEncoder
-from make_retrieval.train.checkpoint import load_model
 
 
 def timings_ms(encoder: QueryEncoder, queries: list[str]) -> list[float]:

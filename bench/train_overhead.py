@@ -15,8 +15,8 @@ import torch
 from common import bench_parser, model_and_batch
 
 from make_retrieval.config import Config
+from make_retrieval.distributed import Distributed
 from make_retrieval.losses import MAKELoss
-from make_retrieval.train.distributed import Distributed
 from make_retrieval.train.loop import train
 from make_retrieval.train.step import batch_loss, encode_batch
 
@@ -40,7 +40,7 @@ def bare(config: Config, data: Path, warm: int, steps: int) -> float:
     """Samples/s of zero_grad / forward / loss / backward / clip / AdamW step on one fixed batch."""
     model, batch, _ = model_and_batch(config, data, config.train.batch_size)
     model.train()
-    criterion = MAKELoss(config.loss, config.model.keyword_enhancement)
+    criterion = MAKELoss.for_config(config.model, config.loss)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.train.lr)
     context = Distributed()
     for step in range(warm + steps):

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from make_retrieval.config import Config, ConfigError
+from make_retrieval.config import Config
 from make_retrieval.data.pairs import DataDir, load_data_dir
+from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import evaluate_retriever
-from make_retrieval.index.faiss_index import ProductIndex
 from make_retrieval.model.baselines import VARIANTS, with_variant
-from make_retrieval.retrieval import BM25Retriever, exact_retriever
-from make_retrieval.train.checkpoint import load_model
+from make_retrieval.model.checkpoint import load_model
+from make_retrieval.retrieval import BM25Retriever, ExactRetriever
 from make_retrieval.train.loop import train
 
 #: A finished run's record (config + metrics) in its run folder; a rerun with the same config reuses it.
@@ -98,11 +98,9 @@ def _train_and_evaluate(name: str, config: Config, data: DataDir, run_dir: Path)
     """Train one (variant, seed), evaluate it on test, and leave its record in the run folder."""
     trained = train(config, data.root, run_dir)
     model, _, _ = load_model(run_dir)
-    retriever = exact_retriever(model, data.catalog)
+    retriever = ExactRetriever(model, data.catalog)
     result = evaluate_retriever(retriever, data.judgements["test"], data.catalog)
-    store = retriever.store
-    assert isinstance(store, ProductIndex)  # exact_retriever's in-memory FAISS store
-    weights = store.weights_by_category() if model.config.modal_adaptation else {}
+    weights = retriever.weights_by_category() if model.config.modal_adaptation else {}
     record = RunRecord(name, config.train.seed, result.metrics, result.per_category, trained.seconds, weights)
     payload = {"config": dataclasses.asdict(config), "record": record.__dict__}
     (run_dir / RECORD).write_text(json.dumps(payload, indent=2))

@@ -1,12 +1,17 @@
 """``make-retrieval``: train, embed, search, serve, evaluate, demo.
 
 Data errors are printed as one line naming file, row and field (exit code 2), not a traceback.
+This module imports only light modules at the top (config, errors, the variant table), so that
+``--help`` and argument errors answer at once; each command imports what it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -16,23 +21,33 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from make_retrieval.config import Config, ConfigError
-from make_retrieval.data.tables import DataError
-from make_retrieval.index.faiss_index import INDEX_KINDS, IndexFileError
-from make_retrieval.train.checkpoint import CheckpointError
+from make_retrieval.config import INDEX_KINDS, QUERY_ENCODERS, SHARD_SIZE, Config
+from make_retrieval.display import hits_table, metrics_table, weights_table
+from make_retrieval.errors import USER_ERRORS, ConfigError, IndexFileError
+from make_retrieval.model.baselines import VARIANTS
 
 if TYPE_CHECKING:
     from make_retrieval.evaluate import EvaluationResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _offline() -> None:
+    """Nothing is ever downloaded at run time: every model comes from a local folder or a package.
+    Set before a command imports transformers / huggingface_hub, which read it once; a program that
+    imports the library sets its own environment."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 # Tables stay readable when output is piped (rich would assume 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 P = ParamSpec("P")
 IndexKind = Enum("IndexKind", {kind: kind for kind in INDEX_KINDS}, type=str)  # type: ignore[misc]
-Encoder = Enum("Encoder", {name: name for name in ("auto", "onnx", "torch")}, type=str)  # type: ignore[misc]
+Encoder = Enum("Encoder", {name: name for name in QUERY_ENCODERS}, type=str)  # type: ignore[misc]
 Split = Enum("Split", {"valid": "valid", "test": "test"}, type=str)  # type: ignore[misc]
 
 SkipBadRows = Annotated[
@@ -47,11 +62,18 @@ def _fail_on_data_errors(func: Callable[P, None]) -> Callable[P, None]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             func(*args, **kwargs)
-        except (DataError, ConfigError, CheckpointError, IndexFileError, FileNotFoundError) as error:
+        except USER_ERRORS as error:
             err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from error
 
     return wrapper
+
+
+def _needs(extra: str, *modules: str) -> None:
+    """A clear error when a command's optional dependencies (an extra) are not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"this command needs {', '.join(missing)}: pip install 'make-retrieval[{extra}]'")
 
 
 @app.command()
@@ -65,7 +87,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Override train.seed.")] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Variant: make, make-no-ma, make-no-ke, make-vit-scratch, text-dual, clip, fusion."),
+        typer.Option(help=f"Variant: {', '.join(VARIANTS)}."),
     ] = None,
     skip_bad_rows: SkipBadRows = False,
     resume: Annotated[
@@ -88,8 +110,9 @@ def train(
     result = run_training(cfg, data, out, skip_bad_rows=skip_bad_rows, resume=resume)
     if not result.main:
         return
-    best = "n/a" if result.best_ndcg is None else f"{result.best_ndcg:.4f}"
-    console.print(f"trained {result.steps} steps in {result.seconds:.0f}s; best valid NDCG@10 {best}; run: {out}")
+    best = "n/a" if result.best is None else f"{result.best:.4f}"
+    summary = f"trained {result.steps} steps in {result.seconds:.0f}s; best valid {cfg.train.valid_metric} {best}"
+    console.print(f"{summary}; run: {out}")
 
 
 @app.command()
@@ -99,27 +122,50 @@ def embed(
     run: Annotated[Path, typer.Option("--run", "--run-dir", help="Run directory made by 'train'.")],
     data: Annotated[Path, typer.Option(help="Data directory whose products are embedded.")],
     out: Annotated[Path, typer.Option(help="Index directory to write.")],
-    index: Annotated[IndexKind, typer.Option(help="flat (exact), hnsw or ivfpq.")] = IndexKind.flat,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML whose 'index' section sets the index (default: the run's config).")
+    ] = None,
+    index: Annotated[IndexKind | None, typer.Option(help="flat (exact), hnsw or ivfpq.")] = None,
+    hnsw_m: Annotated[int | None, typer.Option(min=2, help="HNSW links per node (index.hnsw_m).")] = None,
+    ef_construction: Annotated[int | None, typer.Option(min=1, help="HNSW build beam width.")] = None,
+    ef_search: Annotated[int | None, typer.Option(min=1, help="HNSW search beam width.")] = None,
+    ivf_lists: Annotated[int | None, typer.Option(min=1, help="IVF lists (default about 4 sqrt(N)).")] = None,
+    nprobe: Annotated[int | None, typer.Option(min=1, help="IVF lists searched per query.")] = None,
+    pq_m: Annotated[int | None, typer.Option(min=1, help="PQ sub-quantisers (must divide the dimension).")] = None,
+    rerank: Annotated[int | None, typer.Option(min=0, help="IVF-PQ: re-score k x this candidates exactly.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Products per forward pass.")] = 128,
-    shard_size: Annotated[int, typer.Option(min=1, help="Products per shard (the unit a rerun skips).")] = 100_000,
+    shard_size: Annotated[int, typer.Option(min=1, help="Products per shard (the unit a rerun skips).")] = SHARD_SIZE,
     workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes per rank.")] = 0,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
-    """Embed the catalog and build the FAISS index, product table and manifest. Under torchrun the
-    ranks share the shards; a rerun after a crash embeds only the shards that are missing."""
+    """Embed the catalog and build the index, product table and manifest. The index settings come
+    from the run's config (its ``index`` section), then --config, then the options here. Under
+    torchrun the ranks share the shards; a rerun after a crash embeds only the shards missing."""
     import shutil
 
+    from make_retrieval.distributed import init_distributed
     from make_retrieval.pipeline import EmbedShards, build_index
-    from make_retrieval.train.distributed import init_distributed
 
+    settings = Config.load(config or run / "config.yaml").index
+    options = {
+        "kind": index.value if index is not None else None,
+        "hnsw_m": hnsw_m,
+        "hnsw_ef_construction": ef_construction,
+        "hnsw_ef_search": ef_search,
+        "ivf_lists": ivf_lists,
+        "ivf_nprobe": nprobe,
+        "pq_m": pq_m,
+        "ivf_rerank": rerank,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in options.items() if v is not None})
     shards = EmbedShards(out / "shards", init_distributed(), shard_size, workers)
-    product_index = build_index(run, data, index.value, batch_size, skip_bad_rows, shards)
+    product_index = build_index(run, data, settings, batch_size, skip_bad_rows, shards)
     if product_index is None:  # not rank 0: its shards are written, rank 0 builds the index
         return
     product_index.save(out)
     shutil.rmtree(shards.folder)  # merged into embeddings.npy
     m = product_index.manifest
-    console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {index.value} index -> {out}")
+    console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
 
 
 @app.command()
@@ -146,19 +192,7 @@ def search(
     if as_json:
         print(json.dumps({"query": query, "query_weights": a_q, "results": results}, ensure_ascii=False))
         return
-    table = Table(title=f"'{query}'  (query weights: {', '.join(f'{m} {w:.2f}' for m, w in a_q.items())})")
-    for column in ("rank", "product_id", "title", "category", "score", *(f"w_{m}" for m in modalities)):
-        table.add_column(column)
-    for rank, result in enumerate(results, start=1):
-        table.add_row(
-            str(rank),
-            result["product_id"],
-            result["title"],
-            result["category"] or "",
-            f"{result['score']:.4f}",
-            *(f"{w:.2f}" for w in result["weights"].values()),
-        )
-    console.print(table)
+    console.print(hits_table(query, a_q, results))
 
 
 @app.command()
@@ -170,7 +204,7 @@ def explain(
 ) -> None:
     """Show Modal Adaptation weights: one product's, or the mean per category (FAISS folders)."""
     from make_retrieval.index.faiss_index import ProductIndex
-    from make_retrieval.index.store import open_store
+    from make_retrieval.index.folder import open_store
 
     store = open_store(index)
     if product is not None:
@@ -190,12 +224,7 @@ def explain(
     if as_json:
         print(json.dumps(table_data))
         return
-    table = Table(title="mean modality weights per category (most image-led first)")
-    for column in ("category", "products", *store.modalities):
-        table.add_column(column, justify="left" if column == "category" else "right")
-    for category, row in sorted(table_data.items(), key=lambda kv: (-kv[1].get("image", 0.0), kv[0])):
-        table.add_row(category, str(row["products"]), *(f"{row[m]:.3f}" for m in store.modalities))
-    console.print(table)
+    console.print(weights_table(table_data, store.modalities))
 
 
 @app.command("export-onnx")
@@ -269,6 +298,7 @@ def serve(
     """Start the search service and its page (http://HOST:PORT/; API docs at /docs)."""
     import os
 
+    _needs("serve", "fastapi", "uvicorn", "prometheus_client")
     import faiss
     import torch
     import uvicorn
@@ -319,15 +349,7 @@ def evaluate(
 
 def print_results(results: list[EvaluationResult]) -> None:
     """One row per retriever with the headline metrics."""
-    from make_retrieval.evaluate import METRICS
-
-    table = Table(title=f"{results[0].split} split, {results[0].queries} queries, whole catalog searched")
-    table.add_column("model")
-    for metric in METRICS:
-        table.add_column(metric.replace("recall", "R").replace("precision", "P").upper(), justify="right")
-    for result in results:
-        table.add_row(result.retriever, *(f"{result.metrics[m]:.4f}" for m in METRICS))
-    console.print(table)
+    console.print(metrics_table(results))
 
 
 @app.command()

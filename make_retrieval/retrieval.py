@@ -13,12 +13,12 @@ import bm25s
 import numpy as np
 
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.embed import embed_products
-from make_retrieval.index.faiss_index import IndexConfig, ProductIndex
-from make_retrieval.index.store import Hit, StoredProduct, VectorStore
-from make_retrieval.model.keywords import tokenize
+from make_retrieval.data.keywords import tokenize
+from make_retrieval.embed import embed_products, embed_queries
+from make_retrieval.index.exact import exact_top_k
+from make_retrieval.index.store import Hit, StoredProduct, VectorStore, mean_weights_by_category
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.query_encoder import QueryEncoder, TorchQueryEncoder
+from make_retrieval.query_encoder import QueryEncoder
 
 
 class Retriever(Protocol):
@@ -93,8 +93,31 @@ def rank_scores(hits: list[Hit]) -> dict[str, float]:
     return {h.product_id: float(count - r) for r, h in enumerate(hits)}
 
 
-def exact_retriever(model: MAKEModel, catalog: Catalog) -> MAKERetriever:
-    """Embed the whole catalog into an exact in-memory index (evaluation searches everything)."""
-    vectors, weights = embed_products(model, catalog, progress=False)
-    index = ProductIndex.build(catalog, vectors, weights, model.modalities, IndexConfig(), {})
-    return MAKERetriever(TorchQueryEncoder(model), index)
+class ExactRetriever:
+    """A model's embedding of the whole catalog searched exactly, by catalog position: what
+    validation, hard-negative mining, ``evaluate --run`` and the benchmark use. No serving index
+    (FAISS structure, product table) is built, and ids are looked up only for the hits returned."""
+
+    name = "MAKE"
+
+    def __init__(self, model: MAKEModel, catalog: Catalog):
+        self.model, self.catalog = model, catalog
+        self.vectors, self.weights = embed_products(model, catalog, progress=False)
+
+    def top_k(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, catalog positions) of each query's top k, best first (-1 past the catalog's end)."""
+        vectors, _ = embed_queries(self.model, queries)
+        return exact_top_k(vectors, self.vectors, k)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k hits per query over the whole catalog."""
+        scores, positions = self.top_k(queries, k)
+        ids = self.catalog.product_ids
+        return [
+            [Hit(ids[p], s) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
+            for row_s, row_p in zip(scores.tolist(), positions.tolist(), strict=True)
+        ]
+
+    def weights_by_category(self) -> dict[str, dict[str, float]]:
+        """Mean modality weights b(p) per product category (and the product count)."""
+        return mean_weights_by_category(self.catalog.categories, self.weights, self.model.modalities)

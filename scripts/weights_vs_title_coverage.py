@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from make_retrieval.data.keywords import tokenize
 from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.model.keywords import tokenize
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

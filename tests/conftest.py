@@ -1,117 +1,16 @@
-"""Shared fixtures: a tiny random BERT folder, a tiny config, and a small real-format data directory.
-
-The data directory has coloured product photos (solid colour + a shape) and titles, so that a model
-can learn something in a few steps, and every table format can be written from the same rows.
-"""
+"""Fixtures: a tiny random BERT folder, a tiny config, a small real-format data directory and a
+served index (built with tests/helpers.py), and the image-feature cache kept out of ~/.cache."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import random
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import torch
-from PIL import Image
-from transformers import AutoTokenizer, BertConfig, BertModel
 
-from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextEncoderConfig
-from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, Pixels, SimilarQueries
-from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.model.encoders import resolve_text_path
+from helpers import build_tiny_index, make_data_dir, save_tiny_bert, tiny_model_config
+from make_retrieval.config import Config
 from make_retrieval.model.image_cache import CACHE_ENV
-from make_retrieval.model.keywords import KeywordExtractor
-from make_retrieval.query_encoder import QueryEncoder
-
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "black": (10, 10, 10)}
-TYPES = ["shirt", "heels", "watch", "handbag"]
-
-
-def write_table(path: Path, rows: list[dict]) -> Path:
-    """Write rows as Parquet, JSONL or CSV according to the suffix."""
-    if path.suffix == ".parquet":
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    elif path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
-
-
-def make_data_dir(root: Path, ext: str = ".parquet") -> Path:
-    """32 products (4 colours x 4 types x 2), colour-led queries; products 0/1 of each kind differ."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    products, train, valid, test = [], [], [], []
-    for c, (colour, rgb) in enumerate(COLOURS.items()):
-        for t, kind in enumerate(TYPES):
-            for n in range(2):
-                pid = f"p{c}{t}{n}"
-                Image.new("RGB", (60, 80), rgb).save(root / "images" / f"{pid}.jpg")
-                products.append(
-                    {
-                        "product_id": pid,
-                        "title": f"Brand{n} {colour} {kind} classic",
-                        "image": f"images/{pid}.jpg",
-                        "category": kind,
-                        "base_colour": colour,
-                    }
-                )
-                train.append({"query": f"{colour} {kind}", "product_id": pid, "weight": 1.0})
-                train.append({"query": kind, "product_id": pid, "weight": 1.0})
-            judged = valid if t % 2 == 0 else test
-            for n in range(2):
-                judged.append({"query": f"{kind} in {colour}", "product_id": f"p{c}{t}{n}", "relevance": 2})
-    write_table(root / f"products{ext}", products)
-    write_table(root / f"train{ext}", train)
-    write_table(root / f"valid{ext}", valid)
-    write_table(root / f"test{ext}", test)
-    return root
-
-
-def shard_train(data_dir: Path, shards: int = 3, group_rows: int = 5) -> Path:
-    """Replace ``train.parquet`` by ``train/`` shards with small row groups (streamed by data/stream.py)."""
-    table = pq.read_table(data_dir / "train.parquet")
-    (data_dir / "train").mkdir()
-    size = -(-table.num_rows // shards)
-    for n in range(shards):
-        shard = data_dir / "train" / f"part-{n:05d}.parquet"
-        pq.write_table(table.slice(n * size, size), shard, row_group_size=group_rows)
-    (data_dir / "train.parquet").unlink()
-    return data_dir
-
-
-def make_batch(
-    data_dir: Path,
-    keywords: bool,
-    size: int = 8,
-    image_size: int = 16,
-    hard_negatives: dict[str, list[int]] | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-    similar: SimilarQueries | None = None,
-) -> Batch:
-    """The first ``size`` click pairs of ``data_dir`` collated as in training (with KE masks and
-    mined hard negatives if asked); with ``world_size`` > 1, rank ``rank``'s slice of them."""
-    data = load_data_dir(data_dir, ("train",))
-    assert data.train is not None
-    extractor = None
-    if keywords:
-        clicks = zip(data.train.queries, data.train.products, strict=True)
-        extractor = KeywordExtractor.fit(data.catalog.titles, clicks, 4)
-    dataset = ClickDataset(data.train)
-    images = Pixels(data.catalog, image_size)
-    builder = BatchBuilder(data.catalog, extractor, similar or SimilarQueries(), images, rank, world_size)
-    if hard_negatives:
-        builder.set_hard_negatives(hard_negatives, seed=0)
-    return builder([dataset[i] for i in range(size)])
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,42 +24,9 @@ def data_dir(tmp_path: Path) -> Path:
     return make_data_dir(tmp_path / "data")
 
 
-def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
-    """A 2-layer random BERT with the real MiniLM vocabulary, saved like any local HF folder."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_text_path("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-    )
-    torch.manual_seed(0)  # the same tiny BERT in every session: tests must not depend on the draw
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-
-
-def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:
-    """Every tower tiny; ``switches`` set fusion / modal_adaptation / keyword_enhancement."""
-    return ModelConfig(
-        query_encoder=TextEncoderConfig(path=str(bert), max_length=8),
-        title_encoder=TextEncoderConfig(path=str(bert), max_length=16),
-        image_encoder=ImageEncoderConfig(
-            backbone="vit", image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2),
-        embed_dim=8,
-        fusion_layers=1,
-        adaptation_hidden=8,
-        **switches,
-    )
 
 
 @pytest.fixture()
@@ -175,22 +41,6 @@ def tiny_config(tiny_bert: Path) -> Config:
     return config
 
 
-def build_tiny_index(root: Path, bert: Path) -> tuple[Path, Path]:
-    """(data dir, index dir) under ``root``: the 32-product data directory indexed by a tiny model
-    trained for 2 steps (run in ``root/run``)."""
-    from make_retrieval.pipeline import build_index
-    from make_retrieval.train.loop import train
-
-    data_dir = make_data_dir(root / "data")
-    config = Config(model=tiny_model_config(bert))
-    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
-    train(config, data_dir, root / "run", progress=False)
-    index = build_index(root / "run", data_dir)
-    assert index is not None
-    index.save(root / "index")
-    return data_dir, root / "index"
-
-
 @pytest.fixture(scope="session")
 def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``build_tiny_index`` with its query encoder exported to ONNX: what 'serve' is started on."""
@@ -199,20 +49,3 @@ def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     _, index = build_tiny_index(tmp_path_factory.mktemp("served"), tiny_bert)
     export_query_encoder(index)
     return index
-
-
-def many_queries(count: int, seed: int = 0) -> list[str]:
-    """Queries of 1 to 20 words (longer than max_length, so truncation is covered), some non-ASCII."""
-    words = [*COLOURS, *TYPES, "summer", "dress", "for", "men", "women", "leather", "鞋", "größe", "x1", "-"]
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 20))) for _ in range(count)]
-
-
-def assert_same_embeddings(onnx: QueryEncoder, torch_encoder: QueryEncoder, queries: list[str]) -> None:
-    """Row-wise cosine > 0.999 between the two encoders' vectors; the same modality weights."""
-    for start in range(0, len(queries), 50):  # mixed batch sizes and paddings
-        batch = queries[start : start + 50 - start // 10]
-        (a, weights_a), (b, weights_b) = onnx.encode(batch), torch_encoder.encode(batch)
-        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        assert cosine.min() > 0.999, cosine.min()
-        np.testing.assert_allclose(weights_a, weights_b, atol=1e-4)

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_batch, tiny_model_config
-from make_retrieval.config import Config, ConfigError, LossConfig
+from helpers import make_batch, tiny_model_config
+from make_retrieval.config import Config, LossConfig
+from make_retrieval.errors import ConfigError
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.baselines import VARIANTS, with_variant
 from make_retrieval.model.make import MAKEModel
@@ -39,7 +40,7 @@ def test_variant_builds_and_trains_one_step(name: str, tiny_bert: Path, data_dir
     products = model.encode_products(batch.titles, batch.images, batch.targets.has_image)
     queries = model.encode_queries(batch.queries)
     kw = model.encode_queries(batch.keywords) if batch.keywords else None
-    loss, logged = MAKELoss(LossConfig(), config.model.keyword_enhancement)(model, queries, products, batch.targets, kw)
+    loss, logged = MAKELoss.for_config(config.model, LossConfig())(model, queries, products, batch.targets, kw)
     loss.backward()
     assert torch.isfinite(loss)
     assert ("query_image" in logged) == ("image" in modalities)

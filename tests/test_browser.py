@@ -22,6 +22,9 @@ import uvicorn
 from make_retrieval.pipeline import open_index
 from make_retrieval.serve.app import create_app
 
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 #: Flags for a closed network and a root user (what Debian's Chromium needs in a container).

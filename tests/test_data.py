@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_data_dir, write_table
+from helpers import make_data_dir, write_table
 from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.data.tables import DataError
+from make_retrieval.errors import DataError
 
 
 def _rows(path: Path) -> list[dict]:

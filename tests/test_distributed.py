@@ -14,13 +14,16 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import make_batch, save_tiny_bert, tiny_model_config
+from helpers import make_batch, save_tiny_bert, tiny_model_config
 from make_retrieval.config import Config, LossConfig
+from make_retrieval.distributed import Distributed, init_distributed
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.train.distributed import Distributed, init_distributed
 from make_retrieval.train.loop import train
 from make_retrieval.train.step import StepOptions, average_gradients, backward
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 #: Hard negatives for some queries only, so the two ranks hold different numbers of product columns.
 HARD = {"red shirt": [5]}
@@ -37,7 +40,7 @@ def _step(bert: Path, data_dir: Path, context: Distributed, chunk: int) -> dict[
     """Loss values and averaged gradients of one step on this rank's slice of the global batch."""
     model = _model(bert)
     batch = make_batch(data_dir, True, SIZE, hard_negatives=HARD, rank=context.rank, world_size=context.world_size)
-    criterion = MAKELoss(LossConfig(), keyword_enhancement=True)
+    criterion = MAKELoss.for_config(model.config, LossConfig())
     logged = backward(model, criterion, batch, context, StepOptions(grad_cache_chunk=chunk))
     average_gradients(model, context)
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import make_retrieval.embed as embed_module
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from make_retrieval.config import Config
 from make_retrieval.data.catalog import load_catalog
 from make_retrieval.data.tables import LoadReport
+from make_retrieval.distributed import Distributed
 from make_retrieval.embed import embed_catalog, embed_products
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.train.distributed import Distributed
 from make_retrieval.train.loop import train
 
 

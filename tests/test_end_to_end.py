@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import assert_same_embeddings, many_queries
+from helpers import assert_same_embeddings, many_queries
 from make_retrieval.cli import app
 from make_retrieval.config import Config, ImageEncoderConfig, TextEncoderConfig
+from make_retrieval.model.checkpoint import load_model
 from make_retrieval.query_encoder import OnnxQueryEncoder, TorchQueryEncoder
-from make_retrieval.train.checkpoint import load_model
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 
 def test_minilm_train_embed_search_evaluate(data_dir: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import make_batch, tiny_model_config
+from helpers import make_batch, tiny_model_config
 from make_retrieval.config import Config, LossConfig
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.losses import MAKELoss
@@ -46,7 +46,7 @@ def test_hard_negative_columns_extend_the_batch_and_the_loss(tiny_bert: Path, da
 
     torch.manual_seed(0)
     model = MAKEModel(tiny_model_config(tiny_bert))
-    criterion = MAKELoss(LossConfig(), True)
+    criterion = MAKELoss.for_config(model.config, LossConfig())
     logged = []
     for b in (plain, batch):
         products = model.encode_products(b.titles, b.images, b.targets.has_image)

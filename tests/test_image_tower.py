@@ -12,15 +12,19 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model_config
-from make_retrieval.config import Config, ConfigError, ImageEncoderConfig
+from helpers import tiny_model_config
+from make_retrieval.config import Config, ImageEncoderConfig
 from make_retrieval.data.batches import Pixels
 from make_retrieval.data.catalog import load_image
 from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.errors import ConfigError
 from make_retrieval.model.image import ImageEncoder
 from make_retrieval.model.image_cache import CachedFeatures, FeatureCache, image_inputs
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.loop import train
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 #: ImageNet classes: 610 jersey/T-shirt; 409 analog clock, 531 digital watch, 826 stopwatch, 892 wall clock

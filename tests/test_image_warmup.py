@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from make_retrieval.config import Config
 from make_retrieval.data.batches import Pixels
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.image_warmup import warm_up_image_tower
 from make_retrieval.train.loop import train
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 
 def _colour_agreement(model: MAKEModel, data_dir: Path) -> float:

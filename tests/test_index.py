@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from make_retrieval.config import IndexConfig
 from make_retrieval.data.catalog import Catalog
-from make_retrieval.index.faiss_index import EXACT_FILTER_ROWS, IndexConfig, IndexFileError, ProductIndex
+from make_retrieval.embed import stored_products
+from make_retrieval.errors import IndexFileError
+from make_retrieval.index.faiss_index import EXACT_FILTER_ROWS, ProductIndex
+from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
-from make_retrieval.index.store import StoredProduct, VectorStore, open_store
+from make_retrieval.index.store import StoredProduct, VectorStore
 
 MODALITIES = ("title", "image", "fused")
 
@@ -39,9 +43,8 @@ def _rows(hits: list) -> list[int]:
 
 
 def _build(n: int, config: IndexConfig | None = None, categories: int = 1) -> ProductIndex:
-    return ProductIndex.build(
-        _catalog(n, categories), _vectors(n), _weights(n), MODALITIES, config or IndexConfig(), {"run": "x"}
-    )
+    products = stored_products(_catalog(n, categories), _weights(n), MODALITIES)
+    return ProductIndex.build(products, _vectors(n), MODALITIES, config or IndexConfig(), {"model": {"run": "x"}})
 
 
 def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
@@ -168,7 +171,8 @@ def test_faiss_filter_through_the_ann_index_and_compaction(tmp_path: Path) -> No
     n = 2 * EXACT_FILTER_ROWS + 2000
     vectors, queries = _vectors(n, dim=16), _vectors(20, dim=16, seed=1)
     catalog = _catalog(n, categories=2)
-    index = ProductIndex.build(catalog, vectors, _weights(n), MODALITIES, IndexConfig(kind="hnsw"), {})
+    products = stored_products(catalog, _weights(n), MODALITIES)
+    index = ProductIndex.build(products, vectors, MODALITIES, IndexConfig(kind="hnsw"), {})
     evens = np.arange(0, n, 2)
     truth = evens[_brute_force(vectors[evens], queries, 10)]
     found = [_rows(h) for h in index.search(queries, 10, category="c0")]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_batch, tiny_model_config
-from make_retrieval.config import Config, ConfigError, LossConfig
+from helpers import make_batch, tiny_model_config
+from make_retrieval.config import Config, LossConfig
 from make_retrieval.data.batches import SimilarQueries
+from make_retrieval.data.keywords import KeywordExtractor, tokenize
+from make_retrieval.errors import ConfigError
 from make_retrieval.losses import MAKELoss
-from make_retrieval.model.keywords import KeywordExtractor, tokenize
 from make_retrieval.model.make import MAKEModel
 
 TITLES = ["Brand red shirt classic", "Brand blue heels", "Brand black watch steel", "Green handbag"]
@@ -118,12 +119,13 @@ def test_keyword_enhancement_changes_masks_and_losses(tiny_bert: Path, data_dir:
     products = model.encode_products(enhanced.titles, enhanced.images, enhanced.targets.has_image)
     queries = model.encode_queries(enhanced.queries)
     keywords = model.encode_queries(enhanced.keywords)
-    _, with_ke = MAKELoss(LossConfig(), True)(model, queries, products, enhanced.targets, keywords)
-    _, without = MAKELoss(LossConfig(), False)(model, queries, products, plain.targets)
+    _, with_ke = MAKELoss.for_config(model.config, LossConfig())(model, queries, products, enhanced.targets, keywords)
+    plain_config = dataclasses.replace(model.config, keyword_enhancement=False)
+    _, without = MAKELoss.for_config(plain_config, LossConfig())(model, queries, products, plain.targets)
     assert {"keyword_product", "query_keyword"} <= set(with_ke) and "keyword_product" not in set(without)
     assert with_ke["query_product"] != pytest.approx(without["query_product"])
     with pytest.raises(ValueError, match="no keyword pseudo-queries"):
-        MAKELoss(LossConfig(), True)(model, queries, products, enhanced.targets)
+        MAKELoss.for_config(model.config, LossConfig())(model, queries, products, enhanced.targets)
 
 
 def test_keywords_prefer_clicked_terms_and_fall_back_to_idf() -> None:

@@ -12,11 +12,14 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from conftest import tiny_model_config
+from helpers import tiny_model_config
 from make_retrieval.config import ImageEncoderConfig, TextEncoderConfig
 from make_retrieval.model.encoders import TextEncoder
 from make_retrieval.model.image import ImageEncoder
 from make_retrieval.model.make import MAKEModel
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_same_embeddings, many_queries, tiny_model_config
-from make_retrieval.config import ConfigError
+from helpers import assert_same_embeddings, many_queries, tiny_model_config
+from make_retrieval.errors import CheckpointError, ConfigError
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.pipeline import open_index
 from make_retrieval.query_encoder import BatchingEncoder, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
-from make_retrieval.train.checkpoint import CheckpointError
 
 
 def test_onnx_query_encoder_agrees_with_torch(tiny_bert: Path, tmp_path: Path) -> None:

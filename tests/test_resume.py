@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import save_tiny_bert, shard_train, tiny_model_config
-from make_retrieval.config import Config, ConfigError
-from make_retrieval.train.checkpoint import STATES
+from helpers import save_tiny_bert, shard_train, tiny_model_config
+from make_retrieval.config import Config
+from make_retrieval.errors import ConfigError
 from make_retrieval.train.loop import train
+from make_retrieval.train.state import STATES
+
+#: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
+pytestmark = pytest.mark.slow
 
 STEPS = 9
 

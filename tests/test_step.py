@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_batch, tiny_model_config
-from make_retrieval.config import Config, ConfigError, LossConfig
+from helpers import make_batch, tiny_model_config
+from make_retrieval.config import Config, LossConfig
+from make_retrieval.distributed import Distributed
+from make_retrieval.errors import ConfigError
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.train.distributed import Distributed
 from make_retrieval.train.loop import train
 from make_retrieval.train.step import backward
 
@@ -25,7 +26,7 @@ def _grads(bert: Path, data_dir: Path, checkpointing: bool) -> dict[str, torch.T
     if checkpointing:
         model.enable_gradient_checkpointing()
     torch.manual_seed(1)  # the same dropout masks in both runs (recomputation replays them)
-    backward(model, MAKELoss(LossConfig(), True), make_batch(data_dir, True), Distributed())
+    backward(model, MAKELoss.for_config(model.config, LossConfig()), make_batch(data_dir, True), Distributed())
     return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 

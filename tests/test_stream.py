@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from torch.utils.data import DataLoader
 
-from conftest import shard_train
+from helpers import shard_train
 from make_retrieval.config import Config
 from make_retrieval.data.catalog import load_catalog
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.data.stream import BatchIndices, ShardedClicks
-from make_retrieval.data.tables import DataError, LoadReport
+from make_retrieval.data.tables import LoadReport
+from make_retrieval.errors import DataError
 from make_retrieval.train.loop import train
 
 

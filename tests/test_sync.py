@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import build_tiny_index, make_data_dir, write_table
+from helpers import build_tiny_index, make_data_dir, write_table
 from make_retrieval.cli import app
-from make_retrieval.index.store import open_store
+from make_retrieval.index.folder import open_store
 
 
 @pytest.fixture()

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_table
+from helpers import write_table
 from make_retrieval.cli import app
-from make_retrieval.config import Config, ConfigError
+from make_retrieval.config import Config
+from make_retrieval.errors import ConfigError
 from make_retrieval.train.loop import train
 
 runner = CliRunner()
@@ -27,7 +28,7 @@ def test_training_is_reproducible_and_leaves_a_complete_run(
 ) -> None:
     first = train(tiny_config, data_dir, tmp_path / "a", progress=False)
     train(tiny_config, data_dir, tmp_path / "b", progress=False)
-    assert first.steps == 4 and first.best_ndcg is not None
+    assert first.steps == 4 and first.best is not None
     for name in ("config.yaml", "keywords.json", "metrics.jsonl", "data_report.json", "last.pt", "best.pt"):
         assert (tmp_path / "a" / name).is_file(), name
     losses = _losses(tmp_path / "a")
@@ -69,6 +70,14 @@ def test_cli_train_embed_search_evaluate(tiny_config: Config, data_dir: Path, tm
     assert manifest["count"] == 32 and manifest["dimension"] == 24 and manifest["model"]["checkpoint"] == "best.pt"
     table = pq.read_table(index / "products.parquet")
     assert {"weight_title", "weight_image", "weight_fused"} <= set(table.column_names)
+    assert manifest["index"]["kind"] == "flat", "the run config's index section (default flat)"
+    # the index settings: a YAML's index section, then the command-line options over it
+    (tmp_path / "index.yaml").write_text("index: {kind: hnsw, hnsw_m: 8, hnsw_ef_construction: 40}\n")
+    args = ["embed", "--run", str(run), "--data", str(data_dir), "--out", str(tmp_path / "hnsw")]
+    result = runner.invoke(app, [*args, "--config", str(tmp_path / "index.yaml"), "--ef-search", "24"])
+    assert result.exit_code == 0, result.output
+    hnsw = json.loads((tmp_path / "hnsw" / "manifest.json").read_text())["index"]
+    assert (hnsw["kind"], hnsw["hnsw_m"], hnsw["hnsw_ef_construction"], hnsw["hnsw_ef_search"]) == ("hnsw", 8, 40, 24)
 
     result = runner.invoke(app, ["search", "--index", str(index), "red heels", "-k", "3"])
     assert result.exit_code == 0, result.output
@@ -142,7 +151,7 @@ def test_training_without_valid_keeps_last_checkpoint_only(tiny_config: Config, 
     assert (run / "best.pt").is_file()
     (data_dir / "valid.parquet").unlink()
     result = train(tiny_config, data_dir, run, progress=False)
-    assert result.best_ndcg is None and (run / "last.pt").is_file()
+    assert result.best is None and (run / "last.pt").is_file()
     assert not (run / "best.pt").exists(), "a stale best.pt from an earlier run would be used by embed"
 
 

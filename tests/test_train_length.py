@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from make_retrieval.config import Config
+from make_retrieval.errors import ConfigError
 from make_retrieval.train.loop import train, training_epochs
 
 
@@ -50,3 +53,14 @@ def test_early_stopping_after_patience_validations(tiny_config: Config, data_dir
     # resuming a run that stopped early finds it finished: no further step, the log unchanged
     resumed = train(tiny_config, data_dir, tmp_path / "run", progress=False, resume=True)
     assert resumed.steps == 24 and _records(tmp_path / "run") == records
+
+
+def test_the_validation_metric_is_a_setting(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.train.valid_metric = "recall@10"
+    result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    valid = [r["valid"] for r in _records(tmp_path / "run") if "valid" in r]
+    assert summary["best_valid_recall@10"] == result.best == max(v["recall@10"] for v in valid)
+    tiny_config.train.valid_metric = "ndcg@11"
+    with pytest.raises(ConfigError, match="valid_metric"):
+        train(tiny_config, data_dir, tmp_path / "bad", progress=False)

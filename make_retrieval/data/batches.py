@@ -18,11 +18,10 @@ from typing import Protocol
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from make_retrieval.config import ConfigError
 from make_retrieval.data.catalog import Catalog, load_image
+from make_retrieval.data.keywords import KeywordExtractor, tokenize
 from make_retrieval.data.pairs import Clicks
-from make_retrieval.losses import Targets
-from make_retrieval.model.keywords import KeywordExtractor, tokenize
+from make_retrieval.errors import ConfigError
 
 #: (query, product position, click weight)
 Item = tuple[str, int, float]
@@ -55,6 +54,23 @@ class SimilarQueries:
             return 0.0
         overlap = len(a & b) / len(union)
         return overlap if overlap >= self.threshold else 0.0
+
+
+@dataclass
+class Targets:
+    """Who is whose positive in a batch of B (query, product) pairs whose product side has C >= B
+    columns (the clicked products, then mined hard negatives); built by ``data.batches``."""
+
+    positives: torch.Tensor  # (B, C) float: query i vs product column j
+    excluded: torch.Tensor  # (B, C) bool: product j is never a negative of query i
+    same_product: torch.Tensor  # (C, C) float: column i and column j are the same product
+    same_keywords: torch.Tensor  # (B, C) bool: product i and column j have the same keyword string
+    has_image: torch.Tensor  # (C,) bool
+    weights: torch.Tensor  # (B,) float: click weight of pair i
+
+    def to(self, device: torch.device) -> Targets:
+        """The same masks on ``device``."""
+        return Targets(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
 @dataclass
@@ -147,7 +163,7 @@ class BatchBuilder:
     The product side has C = B + H columns: the B clicked products, then H hard negatives (one per
     query that has mined candidates; H = 0 without hard-negative mining). With ``world_size`` N the
     items are the global batch (N x B) and this rank keeps rows ``rank*B:(rank+1)*B`` and their
-    hard negatives (see train/distributed.py).
+    hard negatives (see distributed.py).
     """
 
     def __init__(

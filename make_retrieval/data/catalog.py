@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from make_retrieval.data.tables import DataError, LoadReport, find_table, parse_rows, text_field
+from make_retrieval.data.tables import LoadReport, find_table, parse_rows, text_field
+from make_retrieval.errors import DataError
 
 #: Columns with a meaning of their own; every other column is metadata returned by search.
 CORE_COLUMNS = ("product_id", "title", "image", "category")

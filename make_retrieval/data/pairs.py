@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from make_retrieval.data.catalog import Catalog, load_catalog
-from make_retrieval.data.tables import DataError, LoadReport, find_shards, find_table, parse_rows, text_field
+from make_retrieval.data.tables import LoadReport, find_shards, find_table, parse_rows, text_field
+from make_retrieval.errors import DataError
 
 
 @dataclass

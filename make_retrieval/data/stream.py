@@ -9,7 +9,7 @@ addressed by index, the order depends on neither the number of workers nor the n
 a resumed run starts at batch ``i`` without reading what came before.
 
 Every rank plans the same global batches and keeps its slice (as the in-memory path does, see
-train/distributed.py): the click text is read by every rank, the images only by the rank that trains
+distributed.py): the click text is read by every rank, the images only by the rank that trains
 on them. Rows are shuffled within a row group and groups among themselves, not globally: write shards
 from a shuffled log (as webdataset advises), with row groups of at most about a million rows.
 """
@@ -28,7 +28,8 @@ from torch.utils.data import Dataset, Sampler
 from make_retrieval.data.batches import Item
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import CLICK_COLUMNS, parse_click
-from make_retrieval.data.tables import DataError, LoadReport
+from make_retrieval.data.tables import LoadReport
+from make_retrieval.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -18,23 +18,12 @@ from typing import Any, TypeVar
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from make_retrieval.errors import DataError
+
 T = TypeVar("T")
 
 #: Extensions in the order they are looked for; the first one found is read (METHOD.md).
 TABLE_EXTENSIONS = (".parquet", ".jsonl", ".csv")
-
-
-class DataError(ValueError):
-    """A problem with the user's data, located by file, row (1-based) and field."""
-
-    def __init__(self, file: Path | str, message: str, row: int | None = None, field: str | None = None):
-        self.file, self.row, self.field = str(file), row, field
-        where = self.file
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass

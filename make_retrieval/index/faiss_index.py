@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from make_retrieval.data.catalog import Catalog
+from make_retrieval.config import INDEX_KINDS, IndexConfig
+from make_retrieval.errors import IndexFileError
 from make_retrieval.files import file_sha256, replacing
-from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, catalog_products, read_manifest
+from make_retrieval.index.exact import exact_top_k
+from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest
 
-INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 #: Files of an index folder whose sha256 the manifest records and ``load`` verifies.
 CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
 #: IVF-PQ trains 2^bits centroids per sub-quantiser on >= 39 points each; below 16 it is pointless.
@@ -39,26 +40,6 @@ MIN_PQ_CENTROIDS = 16
 EXACT_FILTER_ROWS = 20_000
 #: ``save`` rebuilds the FAISS structure when this share of its rows are deleted.
 COMPACT_FRACTION = 0.25
-
-__all__ = ["INDEX_KINDS", "IndexConfig", "IndexFileError", "ProductIndex", "build_faiss"]
-
-
-@dataclass
-class IndexConfig:
-    """Which FAISS structure to build and its knobs (defaults suit 10^4-10^7 products)."""
-
-    kind: str = "flat"
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 128
-    #: IVF lists; None = about 4 * sqrt(N), at most N / 39 so that k-means has enough points.
-    ivf_lists: int | None = None
-    #: PQ sub-quantisers; None = the largest divisor of the dimension that is <= dimension / 4.
-    pq_m: int | None = None
-    ivf_nprobe: int = 16
-    #: IVF-PQ fetches ``k * ivf_rerank`` candidates and re-scores them exactly from the kept vectors
-    #: (0 = off): PQ codes lose about a fifth of the true top 10, the top 40 nearly never miss one.
-    ivf_rerank: int = 4
 
 
 def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
@@ -75,9 +56,7 @@ def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
             raise IndexFileError(
                 f"ivfpq needs at least {39 * MIN_PQ_CENTROIDS} products to train (got {count}); use flat or hnsw"
             )
-        lists = config.ivf_lists or max(1, min(int(4 * count**0.5), count // 39))
-        pq_m = config.pq_m or max(m for m in range(1, dim // 4 + 1) if dim % m == 0)
-        bits = min(8, int(np.log2(count // 39)))  # 8 bits (256 centroids) once there are enough points
+        lists, pq_m, bits = config.ivf_lists_for(count), config.pq_m_for(dim), config.pq_bits_for(count)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, pq_m, bits, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors)
         index.nprobe = config.ivf_nprobe
@@ -113,28 +92,25 @@ class ProductIndex:
     @classmethod
     def build(
         cls,
-        catalog: Catalog,
+        products: Sequence[StoredProduct],
         vectors: np.ndarray,
-        weights: np.ndarray,
         modalities: tuple[str, ...],
         config: IndexConfig,
-        model_info: dict[str, Any],
+        manifest: dict[str, Any],
     ) -> ProductIndex:
-        """Index ``vectors`` (one row per catalog product, in catalog order)."""
+        """Index ``vectors`` (one row per product); ``manifest`` brings what the store cannot know:
+        the model that made the vectors and the catalog folder the image paths are relative to."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         manifest = {
             "backend": "faiss",
-            "model": model_info,
-            "data": str(catalog.root) if catalog.root is not None else None,
+            **manifest,
             "dimension": int(vectors.shape[1]),
             "modalities": list(modalities),
             "index": asdict(config),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        table = _columns(catalog_products(catalog, weights, modalities))
-        return cls(
-            build_faiss(vectors, config), vectors, table, np.asarray(weights, np.float32), modalities, config, manifest
-        )
+        weights = _weight_rows(products, modalities)
+        return cls(build_faiss(vectors, config), vectors, _columns(products), weights, modalities, config, manifest)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -268,18 +244,10 @@ class ProductIndex:
         return sorted(self._category_rows())
 
     def weights_by_category(self) -> dict[str, dict[str, float]]:
-        """Mean modality weight per category (plus the product count): which categories are found
-        by their picture and which by their words."""
+        """Mean modality weight per category of the live products (and their count)."""
         live = ~self.deleted
-        categories = np.array([c or "" for c in self.table["category"]])
-        table: dict[str, dict[str, float]] = {}
-        for category in sorted(set(categories[live]) - {""}):
-            rows = self.weights[live & (categories == category)]
-            table[category] = {
-                "products": len(rows),
-                **dict(zip(self.modalities, rows.mean(0).tolist(), strict=True)),
-            }
-        return table
+        categories = [c for c, alive in zip(self.table["category"], live, strict=True) if alive]
+        return mean_weights_by_category(categories, self.weights[live], self.modalities)
 
     def compact(self) -> bool:
         """Rebuild the FAISS structure and the table from the live rows only; False (nothing
@@ -367,14 +335,5 @@ def _weight_rows(products: Sequence[StoredProduct], modalities: Sequence[str]) -
 
 def _exact(vectors: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k among ``rows`` only: (scores, row numbers), -1 padded like FAISS."""
-    k_found = min(k, len(rows))
-    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    found = np.full((len(queries), k), -1, dtype=np.int64)
-    if k_found:
-        similarity = queries @ np.asarray(vectors[rows]).T
-        top = np.argpartition(-similarity, k_found - 1, axis=1)[:, :k_found]
-        top_scores = np.take_along_axis(similarity, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        scores[:, :k_found] = np.take_along_axis(top_scores, order, axis=1)
-        found[:, :k_found] = rows[np.take_along_axis(top, order, axis=1)]
-    return scores, found
+    scores, positions = exact_top_k(queries, vectors[rows], k)
+    return scores, np.where(positions >= 0, rows[positions], -1)

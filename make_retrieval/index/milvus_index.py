@@ -9,17 +9,20 @@ builds FLAT (exact) whatever index is asked; a cluster builds the HNSW or IVF-PQ
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from make_retrieval.index.faiss_index import IndexConfig
-from make_retrieval.index.store import Hit, IndexFileError, StoredProduct, json_safe, read_manifest
+from make_retrieval.config import IndexConfig
+from make_retrieval.errors import IndexFileError
+from make_retrieval.index.store import Hit, StoredProduct, json_safe, read_manifest
 
 #: Rows per insert/upsert request (Milvus caps the size of one request).
 WRITE_BATCH = 1_000
@@ -29,13 +32,27 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"}
 FIELDS = ["product_id", "title", "category", "image", "weights", "metadata"]
 
 
-def _index_params(config: IndexConfig) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(Milvus index type, build params, search params) equivalent to our FAISS ``config``."""
+def _pymilvus() -> ModuleType:
+    """pymilvus, or a clear error naming the extra that installs it (imported only when used)."""
+    try:
+        return importlib.import_module("pymilvus")
+    except ImportError as error:
+        raise IndexFileError("Milvus needs pymilvus and milvus-lite: pip install 'make-retrieval[milvus]'") from error
+
+
+def _index_params(config: IndexConfig, manifest: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(Milvus index type, build params, search params) equivalent to our FAISS ``config`` for the
+    manifest's vectors (their dimension and count size the IVF lists and PQ codes as FAISS does)."""
     if config.kind == "hnsw":
         build = {"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction}
         return "HNSW", build, {"ef": config.hnsw_ef_search}
     if config.kind == "ivfpq":
-        build = {"nlist": config.ivf_lists or 1024, "m": config.pq_m or 16, "nbits": 8}
+        count = manifest.get("count", 0)
+        build = {
+            "nlist": config.ivf_lists_for(count),
+            "m": config.pq_m_for(manifest["dimension"]),
+            "nbits": config.pq_bits_for(count),
+        }
         return "IVF_PQ", build, {"nprobe": config.ivf_nprobe}
     return "FLAT", {}, {}
 
@@ -44,12 +61,12 @@ class MilvusIndex:
     """Products in a Milvus collection (a VectorStore)."""
 
     def __init__(self, uri: str, collection: str, manifest: dict[str, Any]):
-        from pymilvus import MilvusClient
+        MilvusClient = _pymilvus().MilvusClient
 
         self.uri, self.collection, self.manifest = uri, collection, manifest
         self.modalities = tuple(manifest["modalities"])
         self.client = MilvusClient(uri)
-        self._search_params = _index_params(IndexConfig(**manifest["index"]))[2]
+        self._search_params = _index_params(IndexConfig(**manifest["index"]), manifest)[2]
 
     @classmethod
     def create(
@@ -57,7 +74,8 @@ class MilvusIndex:
     ) -> MilvusIndex:
         """Create an empty collection for vectors of ``manifest['dimension']`` (refuses to replace an
         existing one unless ``replace``); ``manifest`` is the FAISS index's, re-labelled."""
-        from pymilvus import DataType, MilvusClient
+        pymilvus = _pymilvus()
+        DataType, MilvusClient = pymilvus.DataType, pymilvus.MilvusClient
 
         client = MilvusClient(uri)
         if client.has_collection(collection):
@@ -72,7 +90,7 @@ class MilvusIndex:
         schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT, nullable=True)
         schema.add_field("weights", DataType.JSON)
         schema.add_field("metadata", DataType.JSON)
-        kind, build, _ = _index_params(config)
+        kind, build, _ = _index_params(config, manifest)
         index_params = client.prepare_index_params()
         index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
         client.create_collection(collection, schema=schema, index_params=index_params)

@@ -15,12 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from make_retrieval.data.catalog import Catalog
-
-
-class IndexFileError(ValueError):
-    """An index folder that is incomplete, altered, or cannot be built or changed as asked."""
-
 
 @dataclass(slots=True)
 class Hit:
@@ -95,42 +89,23 @@ class VectorStore(Protocol):
         ...
 
 
-def relative_image(catalog: Catalog, i: int) -> str | None:
-    """Product ``i``'s image path relative to the catalog folder (what the index stores)."""
-    image = catalog.images[i]
-    if image is None:
-        return None
-    return image.relative_to(catalog.root).as_posix() if catalog.root is not None else image.as_posix()
-
-
 def json_safe(value: Any) -> Any:
     """``value`` as it reads back from JSON (dates and other objects become strings), which is how
     every store keeps metadata."""
     return json.loads(json.dumps(value, default=str))
 
 
-def catalog_fields(catalog: Catalog, i: int) -> tuple[str, str | None, str | None, dict[str, Any]]:
-    """Product ``i``'s stored fields as ``StoredProduct.fields`` gives them."""
-    return catalog.titles[i], catalog.categories[i], relative_image(catalog, i), json_safe(catalog.metadata[i])
-
-
-def catalog_products(
-    catalog: Catalog, weights: np.ndarray, modalities: Sequence[str], positions: Sequence[int] | None = None
-) -> list[StoredProduct]:
-    """Stored form of the catalog products at ``positions`` (default all); ``weights`` has one row
-    per position."""
-    positions = range(len(catalog)) if positions is None else positions
-    return [
-        StoredProduct(
-            catalog.product_ids[i],
-            catalog.titles[i],
-            catalog.categories[i],
-            relative_image(catalog, i),
-            dict(zip(modalities, weights[row].tolist(), strict=True)),
-            catalog.metadata[i],
-        )
-        for row, i in enumerate(positions)
-    ]
+def mean_weights_by_category(
+    categories: Sequence[str | None], weights: np.ndarray, modalities: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Mean modality weight per category (plus the product count), one entry per row of ``weights``:
+    which categories are found by their picture and which by their words."""
+    labels = np.array([c or "" for c in categories])
+    table: dict[str, dict[str, float]] = {}
+    for category in sorted(set(labels.tolist()) - {""}):
+        rows = weights[labels == category]
+        table[category] = {"products": len(rows), **dict(zip(modalities, rows.mean(0).tolist(), strict=True))}
+    return table
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -139,17 +114,3 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not an index folder (no manifest.json); run 'embed' first")
     return json.loads(path.read_text())
-
-
-def open_store(folder: Path) -> VectorStore:
-    """Open an index folder with the backend its manifest names (FAISS when none is named)."""
-    backend = read_manifest(folder).get("backend", "faiss")
-    if backend == "faiss":
-        from make_retrieval.index.faiss_index import ProductIndex
-
-        return ProductIndex.load(folder)
-    if backend == "milvus":
-        from make_retrieval.index.milvus_index import MilvusIndex
-
-        return MilvusIndex.load(folder)
-    raise IndexFileError(f"{folder}/manifest.json names an unknown backend '{backend}' (faiss or milvus)")

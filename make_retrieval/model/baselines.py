@@ -19,7 +19,8 @@ import copy
 import dataclasses
 from typing import Any
 
-from make_retrieval.config import Config, ConfigError, ImageEncoderConfig
+from make_retrieval.config import Config, ImageEncoderConfig
+from make_retrieval.errors import ConfigError
 
 _PLAIN = {"modal_adaptation": False, "keyword_enhancement": False}
 

@@ -54,7 +54,7 @@ class TextEncoder(nn.Module):
     def __init__(self, config: TextEncoderConfig):
         super().__init__()
         folder = resolve_text_path(config.path)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self.model = hf_tower(folder, text=True)
         self.max_length = config.max_length
         layers = _encoder_layers(self.model)
@@ -102,11 +102,11 @@ _DUAL_TOWERS = {"clip": (CLIPTextModel, CLIPVisionModel)}
 def hf_tower(folder: Path, text: bool) -> nn.Module:
     """A model from a local folder; for a dual checkpoint (a CLIPModel folder) only its text or its
     vision half, so that CLIP can initialise the title tower and the image tower separately."""
-    model_type = AutoConfig.from_pretrained(folder).model_type
+    model_type = AutoConfig.from_pretrained(folder, local_files_only=True).model_type
     if model_type in _DUAL_TOWERS:
         text_class, vision_class = _DUAL_TOWERS[model_type]
-        return (text_class if text else vision_class).from_pretrained(folder)
-    return AutoModel.from_pretrained(folder)
+        return (text_class if text else vision_class).from_pretrained(folder, local_files_only=True)
+    return AutoModel.from_pretrained(folder, local_files_only=True)
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, ViTConfig, ViTModel
 
-from make_retrieval.config import ConfigError, ImageEncoderConfig
+from make_retrieval.config import ImageEncoderConfig
+from make_retrieval.errors import ConfigError
 from make_retrieval.model.encoders import hf_tower
 
 #: Pretrained backbones whose weights install as packages: name -> (module, class with the file path).
@@ -128,7 +129,7 @@ def _backbone(config: ImageEncoderConfig) -> tuple[nn.Module, _TransformersParts
     if kind == "hf":
         if not (Path(name) / "config.json").is_file():
             raise FileNotFoundError(f"image encoder folder '{name}' has no config.json (a local HF model folder)")
-        vision = AutoConfig.from_pretrained(name)
+        vision = AutoConfig.from_pretrained(name, local_files_only=True)
         vision = getattr(vision, "vision_config", vision)
         # a pretrained ViT fixes its input size (position embeddings): feed it what it was trained on
         size = getattr(vision, "image_size", config.image_size)

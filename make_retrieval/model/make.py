@@ -14,20 +14,20 @@ batches): at inference the query encoder alone runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from make_retrieval.config import ConfigError, ModelConfig
+from make_retrieval.config import ModelConfig
+from make_retrieval.errors import ConfigError
 from make_retrieval.model.adaptation import ModalAdaptation
 from make_retrieval.model.encoders import TextEncoder
 from make_retrieval.model.fusion import FusionEncoder
 from make_retrieval.model.image import ImageEncoder
-
-#: Names of the learnable temperatures, one per contrastive objective.
-OBJECTIVES = ("query_product", "query_title", "query_image", "title_image", "keyword_product", "query_keyword")
+from make_retrieval.model.objectives import model_objectives
 
 
 @dataclass
@@ -54,14 +54,12 @@ class MAKEModel(nn.Module):
     ``model/baselines.py`` in the same code path (one shared text tower, fewer modalities).
     """
 
-    def __init__(self, config: ModelConfig, init_temperature: float = 0.05):
+    def __init__(self, config: ModelConfig, init_temperature: float = 0.05, objectives: Sequence[str] | None = None):
+        """``objectives``: names of the objectives whose temperatures the model learns (default: every
+        one it can train, model/objectives.py); a checkpoint is rebuilt with the ones it saved."""
         super().__init__()
         self.config = config
-        self.modalities: tuple[str, ...] = tuple(
-            m
-            for m, on in (("title", config.title_modality), ("image", config.image_modality), ("fused", config.fusion))
-            if on
-        )
+        self.modalities = config.modalities
         if not config.title_modality and not config.fusion:
             raise ConfigError("model: a product needs its title or fused modality (image-less products exist)")
         self.query_encoder = TextEncoder(config.query_encoder)
@@ -87,7 +85,9 @@ class MAKEModel(nn.Module):
         query_enabled = enabled and config.query_adaptation
         self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled)
         start = math.log(1.0 / init_temperature)
-        self.logit_scales = nn.ParameterDict({o: nn.Parameter(torch.tensor(start)) for o in OBJECTIVES})
+        if objectives is None:
+            objectives = [o.name for o in model_objectives(config)]
+        self.logit_scales = nn.ParameterDict({o: nn.Parameter(torch.tensor(start)) for o in objectives})
 
     @property
     def dim(self) -> int:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import Clicks
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.retrieval import exact_retriever
+from make_retrieval.retrieval import ExactRetriever
 
 
 def mine_hard_negatives(model: MAKEModel, catalog: Catalog, clicks: Clicks, depth: int) -> dict[str, list[int]]:
@@ -22,8 +22,8 @@ def mine_hard_negatives(model: MAKEModel, catalog: Catalog, clicks: Clicks, dept
         clicked[query].add(product)
     queries = sorted(clicked)
     deepest = depth + max(len(c) for c in clicked.values())
-    hits = exact_retriever(model, catalog).search(queries, deepest)
+    _, positions = ExactRetriever(model, catalog).top_k(queries, deepest)
     return {
-        query: [p for p in (catalog.index[h.product_id] for h in row) if p not in clicked[query]][:depth]
-        for query, row in zip(queries, hits, strict=True)
+        query: [p for p in row if p >= 0 and p not in clicked[query]][:depth]
+        for query, row in zip(queries, positions.tolist(), strict=True)
     }

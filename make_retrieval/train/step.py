@@ -14,13 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from transformers import get_cosine_schedule_with_warmup
 
+from make_retrieval.config import Config
 from make_retrieval.data.batches import Batch
+from make_retrieval.distributed import Distributed, gather_with_grad
+from make_retrieval.errors import ConfigError
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import Embedded, MAKEModel, combine
-from make_retrieval.train.distributed import Distributed, gather_with_grad
+from make_retrieval.train.state import Resumable
 
 #: autocast dtypes by ``train.precision``; fp32 runs without autocast.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -90,6 +95,13 @@ def batch_loss(
     return loss, logged
 
 
+def training_forward(
+    model: MAKEModel, criterion: MAKELoss, batch: Batch, context: Distributed
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one global batch in one pass (with gradients) and the values to log."""
+    return batch_loss(model, criterion, encode_batch(model, batch), batch, context)
+
+
 def backward(
     model: MAKEModel, criterion: MAKELoss, batch: Batch, context: Distributed, options: StepOptions | None = None
 ) -> dict[str, float]:
@@ -99,9 +111,82 @@ def backward(
     if options.grad_cache_chunk:
         return _backward_grad_cache(model, criterion, batch, context, options)
     with options.autocast(context.device):
-        loss, logged = batch_loss(model, criterion, encode_batch(model, batch), batch, context)
+        loss, logged = training_forward(model, criterion, batch, context)
     options.scaled(loss).backward()
     return logged
+
+
+class TrainingStep:
+    """One optimisation step over a global batch, and what it owns: the loss, the optimiser, the
+    learning-rate schedule and the step options. The training loop hands it batches and logs what
+    it returns; the towers, the objectives and gradient caching stay behind this class."""
+
+    def __init__(self, model: MAKEModel, config: Config, context: Distributed, total_steps: int):
+        self.model, self.context = model, context
+        self.criterion = MAKELoss.for_config(config.model, config.loss)
+        self.options = step_options(config, context)
+        self.optimizer = build_optimizer(model, config)
+        warmup = min(config.train.warmup_steps, total_steps // 5)
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, total_steps)
+
+    def training_forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of ``batch`` in one pass and the values to log (what ``__call__`` back-propagates
+        when gradient caching is off)."""
+        return training_forward(self.model, self.criterion, batch, self.context)
+
+    def __call__(self, batch: Batch) -> dict[str, float]:
+        """Forward and backward, gradients averaged over the ranks and clipped, optimiser and
+        schedule stepped; returns the loss values to log."""
+        batch = batch.to(self.context.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        logged = backward(self.model, self.criterion, batch, self.context, self.options)
+        average_gradients(self.model, self.context)
+        scaler = self.options.scaler
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return logged
+
+    def state(self) -> dict[str, Any]:
+        """Learning rate and each objective's temperature, for the metrics log."""
+        temperatures = {o.name: 1 / self.model.logit_scale(o.name).item() for o in self.criterion.objectives}
+        return {"lr": self.scheduler.get_last_lr()[0], "temperature": temperatures}
+
+    def resumable(self) -> Resumable:
+        """What a training state saves and restores of this step."""
+        return Resumable(self.model, self.optimizer, self.scheduler, self.options.scaler)
+
+
+def build_optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
+    """AdamW. Pretrained towers get ``lr`` (the text towers, and an image backbone with pretrained
+    weights when it trains); the new parts (a from-scratch image tower, fusion, heads) ``head_lr``."""
+    towers: list[torch.nn.Module] = [model.query_encoder, model.title_encoder]
+    if model.image_encoder is not None and model.image_encoder.pretrained:
+        towers.append(model.image_encoder.backbone)
+    pretrained = {id(p) for tower in towers for p in tower.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) in pretrained], "lr": config.train.lr},
+        {"params": [p for p in trainable if id(p) not in pretrained], "lr": config.train.head_lr},
+    ]
+    return torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
+
+
+def step_options(config: Config, context: Distributed) -> StepOptions:
+    """Step options from the config; fp16 needs a GPU (its loss scaler is CUDA's)."""
+    precision = config.train.precision
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: choose one of {sorted(PRECISIONS)}, got '{precision}'")
+    if precision == "fp16" and context.device.type != "cuda":
+        raise ConfigError("train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    return StepOptions(config.train.grad_cache_chunk, precision, scaler)
 
 
 def _backward_grad_cache(
