@@ -25,10 +25,11 @@ HEAVY = ("torch", "transformers", "faiss")
 
 def one_run(code: Path) -> tuple[float, list[str]]:
     """(seconds, heavy libraries imported) of one ``--help`` in a fresh process."""
+    # run from the checkout: ``-m`` puts the working directory first on sys.path, before PYTHONPATH
     env = {**os.environ, "PYTHONPATH": str(code.resolve())}
     command = [sys.executable, "-X", "importtime", "-m", "make_retrieval.cli", "--help"]
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, cwd=code.resolve(), capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     return seconds, [name for name in HEAVY if name in imported]
