@@ -20,10 +20,10 @@ from typing import Any
 from make_retrieval.config import Config
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.errors import ConfigError
-from make_retrieval.evaluate import evaluate_retriever
+from make_retrieval.evaluate import ExactRetriever, evaluate_retriever
 from make_retrieval.model.baselines import VARIANTS, with_variant
 from make_retrieval.model.checkpoint import load_model
-from make_retrieval.retrieval import BM25Retriever, ExactRetriever
+from make_retrieval.retrieval import BM25Retriever
 from make_retrieval.train.loop import train
 
 #: A finished run's record (config + metrics) in its run folder; a rerun with the same config reuses it.

@@ -159,13 +159,17 @@ def embed(
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in options.items() if v is not None})
     shards = EmbedShards(out / "shards", init_distributed(), shard_size, workers)
-    product_index = build_index(run, data, settings, batch_size, skip_bad_rows, shards)
+    text_only = out / "text_only.csv"
+    product_index = build_index(run, data, settings, batch_size, skip_bad_rows, shards, text_only)
     if product_index is None:  # not rank 0: its shards are written, rank 0 builds the index
         return
     product_index.save(out)
     shutil.rmtree(shards.folder)  # merged into embeddings.npy
     m = product_index.manifest
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
+    with text_only.open() as listed:
+        count = sum(1 for _ in listed) - 1  # the header
+    console.print(f"{count} product(s) indexed by their title alone; which and why: {text_only}")
 
 
 @app.command()
@@ -182,7 +186,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, with metadata.")] = False,
 ) -> None:
     """Search the index; prints id, title, score and the product's modality weights."""
-    from make_retrieval.pipeline import open_index
+    from make_retrieval.retrieval import open_index
 
     retriever = open_index(index, run, encoder.value)
     found, query_weights = retriever.search_products([query], k, category)
@@ -303,8 +307,8 @@ def serve(
     import torch
     import uvicorn
 
-    from make_retrieval.pipeline import open_index
     from make_retrieval.query_encoder import BatchingEncoder
+    from make_retrieval.retrieval import open_index
     from make_retrieval.serve.app import create_app
 
     # One thread per request inside FAISS and torch: concurrent requests already fill the cores, and

@@ -1,4 +1,6 @@
 """Evaluation: search the whole catalog for every judged query and compute IR metrics with ranx.
+``ExactRetriever`` is how a trained model is searched for it (and for validation and mining): the
+whole catalog embedded and searched exactly by position, with no serving index built.
 
 Metrics of METHOD.md: Recall@{10,50,100,1000} (recall hit rate), Precision@10 (relevance rate),
 MRR@10 and NDCG@10 (graded); a product counts as relevant when its relevance >= 1. Per-category
@@ -8,6 +10,7 @@ NDCG@10 groups queries by the category of their most relevant products.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +18,10 @@ import numpy as np
 
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import Judgements
+from make_retrieval.embed import embed_products, embed_queries
+from make_retrieval.index.exact import exact_top_k
+from make_retrieval.index.store import Hit, mean_weights_by_category
+from make_retrieval.model.make import MAKEModel
 from make_retrieval.retrieval import Retriever, rank_scores
 
 METRICS = ("recall@10", "recall@50", "recall@100", "recall@1000", "precision@10", "mrr@10", "ndcg@10")
@@ -71,3 +78,33 @@ def evaluate_retriever(
             "ndcg@10": float(np.mean(per_query["ndcg@10"][rows])),
         }
     return EvaluationResult(retriever.name, split, len(queries), metrics, per_category)
+
+
+class ExactRetriever:
+    """A model's embedding of the whole catalog searched exactly, by catalog position: what
+    validation, hard-negative mining, ``evaluate --run`` and the benchmark use. No serving index
+    (FAISS structure, product table) is built, and ids are looked up only for the hits returned."""
+
+    name = "MAKE"
+
+    def __init__(self, model: MAKEModel, catalog: Catalog):
+        self.model, self.catalog = model, catalog
+        self.vectors, self.weights = embed_products(model, catalog, progress=False)
+
+    def top_k(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, catalog positions) of each query's top k, best first (-1 past the catalog's end)."""
+        vectors, _ = embed_queries(self.model, queries)
+        return exact_top_k(vectors, self.vectors, k)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-k hits per query over the whole catalog."""
+        scores, positions = self.top_k(queries, k)
+        ids = self.catalog.product_ids
+        return [
+            [Hit(ids[p], s) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
+            for row_s, row_p in zip(scores.tolist(), positions.tolist(), strict=True)
+        ]
+
+    def weights_by_category(self) -> dict[str, dict[str, float]]:
+        """Mean modality weights b(p) per product category (and the product count)."""
+        return mean_weights_by_category(self.catalog.categories, self.weights, self.model.modalities)

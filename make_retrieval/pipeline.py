@@ -12,21 +12,21 @@ from pathlib import Path
 
 from rich.console import Console
 
-from make_retrieval.config import QUERY_ENCODERS, SHARD_SIZE, Config, IndexConfig
+from make_retrieval.config import SHARD_SIZE, Config, IndexConfig
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.distributed import Distributed
 from make_retrieval.embed import embed_catalog, embed_products, stored_fields, stored_products
-from make_retrieval.errors import CheckpointError, ConfigError
-from make_retrieval.evaluate import EvaluationResult, evaluate_retriever
-from make_retrieval.files import file_sha256
+from make_retrieval.errors import ConfigError
+from make_retrieval.evaluate import EvaluationResult, ExactRetriever, evaluate_retriever
+from make_retrieval.files import file_sha256, file_stamp
 from make_retrieval.index.faiss_index import ProductIndex
 from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.index.store import read_manifest
 from make_retrieval.model.checkpoint import load_model
-from make_retrieval.model.make import MAKEModel
-from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
-from make_retrieval.retrieval import BM25Retriever, ExactRetriever, MAKERetriever
+from make_retrieval.onnx_export import export_onnx
+from make_retrieval.query_encoder import ONNX_FOLDER
+from make_retrieval.retrieval import BM25Retriever, index_model, open_index
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,17 +46,22 @@ def build_index(
     batch_size: int = 128,
     skip_bad_rows: bool = False,
     shards: EmbedShards | None = None,
+    text_only_report: Path | None = None,
 ) -> ProductIndex | None:
     """Embed every product of ``data_dir`` with the run's model and index the vectors (``index``:
     the structure and its knobs, default the run config's ``index`` section). With ``shards`` the
     catalog is embedded shard by shard over the ranks of a torchrun job (resumable); then only rank
-    0 gets the index, the other ranks None."""
+    0 gets the index, the other ranks None. ``text_only_report``: a CSV naming every product
+    indexed by its title alone and why (no image given, missing or corrupt)."""
     context = shards.context if shards else Distributed()
     model, config, checkpoint = load_model(run_dir)
     model.to(context.device)
     data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
     if context.is_main:
         data.report.announce()
+        if text_only_report is not None:
+            text_only_report.parent.mkdir(parents=True, exist_ok=True)
+            data.report.write_text_only(text_only_report)
     checkpoint_sha256 = file_sha256(checkpoint)
     if shards is None:
         vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
@@ -72,6 +77,7 @@ def build_index(
         "run": str(Path(run_dir).resolve()),
         "checkpoint": checkpoint.name,
         "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_stamp": file_stamp(checkpoint),
         "data": str(Path(data_dir).resolve()),
     }
     products = stored_products(data.catalog, weights, model.modalities)
@@ -90,38 +96,10 @@ class EmbedShards:
     workers: int = 0
 
 
-def open_index(index_dir: Path, run_dir: Path | None = None, encoder: str = "torch") -> MAKERetriever:
-    """Open an index folder (any backend) with a query encoder for the model that built it:
-    ``onnx`` the graph exported into the folder, ``torch`` the run's checkpoint, ``auto`` the
-    former when it was exported from the index's checkpoint, else the latter."""
-    if encoder not in QUERY_ENCODERS:
-        raise ConfigError(f"unknown encoder '{encoder}'; choose one of {QUERY_ENCODERS}")
-    store = open_store(index_dir)
-    model_info = store.manifest["model"]
-    onnx_folder = index_dir / ONNX_FOLDER
-    if encoder != "torch" and (onnx_folder / ONNX_FILE).is_file():
-        onnx = OnnxQueryEncoder(onnx_folder)
-        if onnx.info["checkpoint_sha256"] != model_info["checkpoint_sha256"]:
-            raise CheckpointError(f"{onnx_folder} was exported from another checkpoint; run 'export-onnx' again")
-        return MAKERetriever(onnx, store)
-    if encoder == "onnx":
-        raise FileNotFoundError(f"{onnx_folder / ONNX_FILE} not found; run 'make-retrieval export-onnx' first")
-    model = _index_model(index_dir, store.manifest, run_dir)
-    return MAKERetriever(TorchQueryEncoder(model), store)
-
-
-def _index_model(index_dir: Path, manifest: dict, run_dir: Path | None) -> MAKEModel:
-    """The model of the run that built the index, refused if its checkpoint is another one."""
-    model, _, checkpoint = load_model(run_dir or Path(manifest["model"]["run"]))
-    if file_sha256(checkpoint) != manifest["model"]["checkpoint_sha256"]:
-        raise CheckpointError(f"{index_dir} was built by another checkpoint than {checkpoint}; rebuild it with 'embed'")
-    return model
-
-
 def export_query_encoder(index_dir: Path, run_dir: Path | None = None) -> Path:
     """Export the index's query tower to ONNX inside the index folder (used by ``serve``)."""
     manifest = read_manifest(index_dir)
-    model = _index_model(index_dir, manifest, run_dir)
+    model = index_model(index_dir, manifest, run_dir)
     return export_onnx(model, index_dir / ONNX_FOLDER, manifest["model"]["checkpoint_sha256"])
 
 
@@ -156,7 +134,7 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
     added = sum(stored[catalog.product_ids[i]] is None for i in changed)
     gone = set(store.ids()) - set(catalog.product_ids)
     if changed:
-        model = _index_model(index_dir, store.manifest, run_dir)
+        model = index_model(index_dir, store.manifest, run_dir)
         vectors, weights = embed_products(model, catalog, positions=changed)
         store.add(stored_products(catalog, weights, model.modalities, changed), vectors)
     deleted = store.delete(sorted(gone))

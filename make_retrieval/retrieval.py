@@ -1,24 +1,30 @@
 """Retrievers: something that maps query strings to ranked product ids over a whole catalog.
 
 ``MAKERetriever`` (query encoder + vector store) and ``BM25Retriever`` (bm25s over titles) share one
-interface so that evaluation, the demo and later baselines treat them alike.
+interface so that evaluation, the demo and later baselines treat them alike; ``open_index`` gives
+the retriever of an index folder. Nothing here imports torch unless the torch query encoder is
+asked for, so that ``search`` on an exported index starts fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import bm25s
 import numpy as np
 
-from make_retrieval.data.catalog import Catalog
+from make_retrieval.config import QUERY_ENCODERS
 from make_retrieval.data.keywords import tokenize
-from make_retrieval.embed import embed_products, embed_queries
-from make_retrieval.index.exact import exact_top_k
-from make_retrieval.index.store import Hit, StoredProduct, VectorStore, mean_weights_by_category
-from make_retrieval.model.make import MAKEModel
-from make_retrieval.query_encoder import QueryEncoder
+from make_retrieval.errors import CheckpointError, ConfigError
+from make_retrieval.files import same_file
+from make_retrieval.index.folder import open_store
+from make_retrieval.index.store import Hit, StoredProduct, VectorStore
+from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, QueryEncoder, TorchQueryEncoder
+
+if TYPE_CHECKING:
+    from make_retrieval.data.catalog import Catalog
+    from make_retrieval.model.make import MAKEModel
 
 
 class Retriever(Protocol):
@@ -67,6 +73,8 @@ class BM25Retriever:
     name = "BM25"
 
     def __init__(self, catalog: Catalog):
+        import bm25s  # imported here: searching an index needs no BM25 and should start fast
+
         self.product_ids = catalog.product_ids
         self.bm25 = bm25s.BM25()
         self.bm25.index([tokenize(t) for t in catalog.titles], show_progress=False)
@@ -93,31 +101,33 @@ def rank_scores(hits: list[Hit]) -> dict[str, float]:
     return {h.product_id: float(count - r) for r, h in enumerate(hits)}
 
 
-class ExactRetriever:
-    """A model's embedding of the whole catalog searched exactly, by catalog position: what
-    validation, hard-negative mining, ``evaluate --run`` and the benchmark use. No serving index
-    (FAISS structure, product table) is built, and ids are looked up only for the hits returned."""
+def open_index(index_dir: Path, run_dir: Path | None = None, encoder: str = "torch") -> MAKERetriever:
+    """Open an index folder (any backend) with a query encoder for the model that built it:
+    ``onnx`` the graph exported into the folder, ``torch`` the run's checkpoint, ``auto`` the
+    former when it was exported from the index's checkpoint, else the latter."""
+    if encoder not in QUERY_ENCODERS:
+        raise ConfigError(f"unknown encoder '{encoder}'; choose one of {QUERY_ENCODERS}")
+    store = open_store(index_dir)
+    model_info = store.manifest["model"]
+    onnx_folder = index_dir / ONNX_FOLDER
+    if encoder != "torch" and (onnx_folder / ONNX_FILE).is_file():
+        onnx = OnnxQueryEncoder(onnx_folder)
+        if onnx.info["checkpoint_sha256"] != model_info["checkpoint_sha256"]:
+            raise CheckpointError(f"{onnx_folder} was exported from another checkpoint; run 'export-onnx' again")
+        return MAKERetriever(onnx, store)
+    if encoder == "onnx":
+        raise FileNotFoundError(f"{onnx_folder / ONNX_FILE} not found; run 'make-retrieval export-onnx' first")
+    model = index_model(index_dir, store.manifest, run_dir)
+    return MAKERetriever(TorchQueryEncoder(model), store)
 
-    name = "MAKE"
 
-    def __init__(self, model: MAKEModel, catalog: Catalog):
-        self.model, self.catalog = model, catalog
-        self.vectors, self.weights = embed_products(model, catalog, progress=False)
+def index_model(index_dir: Path, manifest: dict[str, Any], run_dir: Path | None) -> MAKEModel:
+    """The model of the run that built the index, refused if its checkpoint is another one (a
+    checkpoint as large as 200 MB is not hashed again while its stamp is the one recorded)."""
+    from make_retrieval.model.checkpoint import load_model  # torch: only for the torch encoder
 
-    def top_k(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, catalog positions) of each query's top k, best first (-1 past the catalog's end)."""
-        vectors, _ = embed_queries(self.model, queries)
-        return exact_top_k(vectors, self.vectors, k)
-
-    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        """Top-k hits per query over the whole catalog."""
-        scores, positions = self.top_k(queries, k)
-        ids = self.catalog.product_ids
-        return [
-            [Hit(ids[p], s) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
-            for row_s, row_p in zip(scores.tolist(), positions.tolist(), strict=True)
-        ]
-
-    def weights_by_category(self) -> dict[str, dict[str, float]]:
-        """Mean modality weights b(p) per product category (and the product count)."""
-        return mean_weights_by_category(self.catalog.categories, self.weights, self.model.modalities)
+    model, _, checkpoint = load_model(run_dir or Path(manifest["model"]["run"]))
+    info = manifest["model"]
+    if not same_file(checkpoint, info["checkpoint_sha256"], info.get("checkpoint_stamp")):
+        raise CheckpointError(f"{index_dir} was built by another checkpoint than {checkpoint}; rebuild it with 'embed'")
+    return model

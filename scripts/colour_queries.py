@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 
 from make_retrieval.data.keywords import tokenize
 from make_retrieval.data.pairs import load_data_dir
-from make_retrieval.evaluate import evaluate_retriever
+from make_retrieval.evaluate import ExactRetriever, evaluate_retriever
 from make_retrieval.model.checkpoint import load_model
-from make_retrieval.retrieval import BM25Retriever, ExactRetriever, Retriever
+from make_retrieval.retrieval import BM25Retriever, Retriever
 
 #: Shoppers' colour words that are not a word of a base_colour value (derive_fashion_queries.py).
 SYNONYMS = {"navy", "gray", "multicolour", "multicolor", "turquoise", "neon", "off"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from make_retrieval.pipeline import open_index
+from make_retrieval.retrieval import open_index
 from make_retrieval.serve.app import create_app
 
 #: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.

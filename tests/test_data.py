@@ -130,7 +130,9 @@ def test_corrupt_and_missing_images_become_text_only(data_dir: Path) -> None:
     assert loaded.catalog.images[0] is None and loaded.catalog.images[1] is None
     assert loaded.catalog.has_image.sum() == 30
     assert dict(loaded.report.text_only) == {"corrupt": 1, "missing": 1}
-    assert "1 product(s) kept text-only: corrupt image" in loaded.report.lines()
+    assert "1 product(s) kept text-only: image corrupt" in loaded.report.lines()
+    listed = [(p.product_id, p.row, p.image, p.reason) for p in loaded.report.text_only_products]
+    assert listed == [("p000", 1, "images/p000.jpg", "corrupt"), ("p001", 2, "images/p001.jpg", "missing")]
 
 
 def test_skip_bad_rows_counts_and_keeps_the_rest(data_dir: Path) -> None:

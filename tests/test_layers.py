@@ -89,3 +89,19 @@ def test_importing_the_library_leaves_the_environment_alone() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_search_on_an_exported_index_imports_no_torch(served_index: Path) -> None:
+    """``make-retrieval search`` with the ONNX encoder runs without torch or transformers."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from make_retrieval.cli import app\n"
+        f"result = CliRunner().invoke(app, ['search', '--index', {str(served_index)!r}, 'red heels', '--json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert result.stdout.count('product_id') == 10, result.stdout\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -15,8 +15,9 @@ import pytest
 from helpers import assert_same_embeddings, many_queries, tiny_model_config
 from make_retrieval.errors import CheckpointError, ConfigError
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.pipeline import open_index
-from make_retrieval.query_encoder import BatchingEncoder, OnnxQueryEncoder, TorchQueryEncoder, export_onnx
+from make_retrieval.onnx_export import export_onnx
+from make_retrieval.query_encoder import BatchingEncoder, OnnxQueryEncoder, TorchQueryEncoder
+from make_retrieval.retrieval import open_index
 
 
 def test_onnx_query_encoder_agrees_with_torch(tiny_bert: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,8 +20,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from make_retrieval.index.store import StoredProduct
-from make_retrieval.pipeline import open_index
-from make_retrieval.serve.app import create_app
+from make_retrieval.retrieval import open_index
+from make_retrieval.serve.app import MAX_BATCH, MAX_BODY_BYTES, MAX_QUERY_CHARS, create_app
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,28 @@ def test_a_body_that_is_not_json_is_a_4xx(client: TestClient) -> None:
     assert response.status_code == 422 and "JSON decode error" in response.json()["message"]
     response = client.post("/search", content=b"\xff\xfe not utf-8", headers=headers)
     assert response.status_code in (400, 422)  # Starlette's answer depends on how the bytes fail to decode
+
+
+def test_an_oversized_body_is_a_413_declared_or_streamed(client: TestClient) -> None:
+    """The largest valid batch (64 queries of 256 characters, JSON-escaped) is read; more is refused
+    before it is parsed, whether the client sends Content-Length or streams chunks."""
+    largest = json.dumps({"queries": ["\u00e9" * MAX_QUERY_CHARS] * MAX_BATCH, "k": 1}).encode()
+    assert len(largest) < MAX_BODY_BYTES
+    response = client.post("/search/batch", content=largest, headers={"content-type": "application/json"})
+    assert response.status_code == 200 and len(response.json()["responses"]) == MAX_BATCH
+    too_big = json.dumps({"query": "shirt", "pad": "x" * MAX_BODY_BYTES}).encode()
+    response = client.post("/search", content=too_big, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and str(MAX_BODY_BYTES) in response.json()["message"]
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"query": "shirt", "pad": "'
+        for _ in range(MAX_BODY_BYTES // 1000 + 1):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post("/search", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert client.post("/search", json={"query": "shirt"}).status_code == 200, "a small body is passed on intact"
 
 
 def test_health_metrics_page_and_spec(client: TestClient) -> None:

@@ -64,6 +64,7 @@ def test_cli_train_embed_search_evaluate(tiny_config: Config, data_dir: Path, tm
     assert "trained 2 steps" in result.output
     assert Config.load(run / "config.yaml").train.seed == 3
 
+    (data_dir / "images" / "p011.jpg").unlink()  # kept, text-only, and listed
     result = runner.invoke(app, ["embed", "--run", str(run), "--data", str(data_dir), "--out", str(index)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((index / "manifest.json").read_text())
@@ -71,6 +72,9 @@ def test_cli_train_embed_search_evaluate(tiny_config: Config, data_dir: Path, tm
     table = pq.read_table(index / "products.parquet")
     assert {"weight_title", "weight_image", "weight_fused"} <= set(table.column_names)
     assert manifest["index"]["kind"] == "flat", "the run config's index section (default flat)"
+    assert "1 product(s) indexed by their title alone" in result.output
+    listed = (index / "text_only.csv").read_text().splitlines()
+    assert listed == ["product_id,row,image,reason", "p011,4,images/p011.jpg,missing"]
     # the index settings: a YAML's index section, then the command-line options over it
     (tmp_path / "index.yaml").write_text("index: {kind: hnsw, hnsw_m: 8, hnsw_ef_construction: 40}\n")
     args = ["embed", "--run", str(run), "--data", str(data_dir), "--out", str(tmp_path / "hnsw")]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from make_retrieval.data.tables import LoadReport, find_table, parse_rows, text_field
+from make_retrieval.data.tables import LoadReport, TextOnly, find_table, parse_rows, text_field
 from make_retrieval.errors import DataError
 
 #: Columns with a meaning of their own; every other column is metadata returned by search.
@@ -72,11 +72,10 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
     ids, titles, images, categories, metadata = (list(column) for column in zip(*rows, strict=True))
     if check_images:
         for i, image in enumerate(images):
-            if image is None:
-                continue
-            problem = image_problem(image)
+            problem = "none given" if image is None else image_problem(image)
             if problem:
-                report.text_only[problem] += 1
+                given = "" if image is None else image.relative_to(root).as_posix()
+                report.keep_text_only(TextOnly(ids[i], first_row[ids[i]], given, problem))
                 images[i] = None
     return Catalog(ids, titles, images, categories, metadata, root)
 

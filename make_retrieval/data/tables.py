@@ -19,11 +19,23 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from make_retrieval.errors import DataError
+from make_retrieval.files import replacing
 
 T = TypeVar("T")
 
 #: Extensions in the order they are looked for; the first one found is read (METHOD.md).
 TABLE_EXTENSIONS = (".parquet", ".jsonl", ".csv")
+
+
+@dataclass(frozen=True)
+class TextOnly:
+    """A product kept without its image: its id, row in the products table, image as given, and why
+    (``none given``, ``missing`` or ``corrupt``)."""
+
+    product_id: str
+    row: int
+    image: str
+    reason: str
 
 
 @dataclass
@@ -32,7 +44,22 @@ class LoadReport:
 
     skipped_rows: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    #: Text-only products by reason, and each of them (what ``embed`` lists in text_only.csv).
     text_only: Counter = field(default_factory=Counter)
+    text_only_products: list[TextOnly] = field(default_factory=list)
+
+    def keep_text_only(self, product: TextOnly) -> None:
+        """Record a product that is indexed by its title alone."""
+        self.text_only[product.reason] += 1
+        self.text_only_products.append(product)
+
+    def write_text_only(self, path: Path) -> int:
+        """``path`` as CSV: product_id, row, image, reason of every text-only product; their count."""
+        with replacing(path) as temporary, temporary.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["product_id", "row", "image", "reason"])
+            writer.writerows((p.product_id, p.row, p.image, p.reason) for p in self.text_only_products)
+        return len(self.text_only_products)
 
     def skip(self, error: DataError) -> None:
         """Count a bad row that ``--skip-bad-rows`` allowed us to drop."""
@@ -44,7 +71,7 @@ class LoadReport:
         """Human-readable summary, empty when nothing happened."""
         out = [f"skipped {n} bad row(s) in {name}" for name, n in sorted(self.skipped_rows.items())]
         out += self.examples
-        out += [f"{n} product(s) kept text-only: {why} image" for why, n in sorted(self.text_only.items())]
+        out += [f"{n} product(s) kept text-only: image {why}" for why, n in sorted(self.text_only.items())]
         return out
 
     def announce(self) -> None:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from make_retrieval.config import INDEX_KINDS, IndexConfig
 from make_retrieval.errors import IndexFileError
-from make_retrieval.files import file_sha256, replacing
+from make_retrieval.files import file_sha256, file_stamp, replacing, same_file
 from make_retrieval.index.exact import exact_top_k
 from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest
 
@@ -285,12 +285,14 @@ class ProductIndex:
             pq.write_table(pa.table(columns), path)
         self.manifest.update(count=len(self), rows=len(self.vectors), categories=self.categories())
         self.manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
+        self.manifest["stamps"] = {name: file_stamp(folder / name) for name in CHECKED_FILES}
         with replacing(folder / "manifest.json") as path:
             path.write_text(json.dumps(self.manifest, indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
-        """Load an index folder after checking every file against the manifest's sha256; the
+        """Load an index folder after checking every file against the manifest's sha256 (a file with
+        the size and time recorded at save is not read again, files.same_file); the
         vectors are memory-mapped: read by IVF-PQ re-ranking, by search within a category or once
         products are deleted when at most EXACT_FILTER_ROWS rows qualify, and by ``compact``."""
         manifest = read_manifest(folder)
@@ -298,9 +300,10 @@ class ProductIndex:
             path = folder / name
             if not path.is_file():
                 raise IndexFileError(f"{path} is missing; rebuild the index with 'embed'")
-            if file_sha256(path) != manifest.get("checksum", {}).get(name):
+            if not same_file(path, manifest.get("checksum", {}).get(name), manifest.get("stamps", {}).get(name)):
                 raise IndexFileError(f"{path} does not match the checksum in manifest.json; rebuild with 'embed'")
-        columns = pq.read_table(folder / "products.parquet").to_pydict()
+        # ParquetFile, not read_table: the dataset API that read_table goes through imports pandas (a second)
+        columns = pq.ParquetFile(folder / "products.parquet").read().to_pydict()
         modalities = tuple(manifest["modalities"])
         weights = np.stack([np.asarray(columns.pop(f"weight_{m}"), np.float32) for m in modalities], axis=1)
         deleted = np.asarray(columns.pop("deleted"), dtype=bool)

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from make_retrieval.index.store import StoredProduct
 from make_retrieval.retrieval import MAKERetriever
@@ -31,6 +32,10 @@ log = logging.getLogger("make_retrieval.serve")
 MAX_QUERY_CHARS = 256
 MAX_K = 1000
 MAX_BATCH = 64
+#: Largest request body read (bytes); more is refused with 413 before it is parsed. The largest
+#: valid request, a batch of 64 queries of 256 characters each written as JSON \uXXXX escapes
+#: (6 bytes a character), is about 100 KB.
+MAX_BODY_BYTES = 128 * 1024
 #: At least one character that is not whitespace: a blank query has nothing to search for.
 NOT_BLANK = r"\S"
 #: Where FastAPI says an invalid input came from (the first element of an error's ``loc``).
@@ -102,6 +107,16 @@ class NotFound(BaseModel):
     detail: str
 
 
+class TooLarge(BaseModel):
+    """What a 413 says."""
+
+    message: str
+
+
+#: The 413 of the endpoints that read a body, in the OpenAPI spec.
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": TooLarge, "description": f"Request body over {MAX_BODY_BYTES} bytes."}
+}
 #: The 404 of the catalog endpoints, in the OpenAPI spec.
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": NotFound, "description": "No such product or image."}}
 
@@ -113,6 +128,50 @@ class Health(BaseModel):
     products: int
     backend: str
     encoder: str
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 and is not read further,
+    whether it declares its length (Content-Length) or streams in chunks. A body within the limit
+    is buffered (it is small) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"message": f"request body over {self.limit} bytes"}, status_code=413)
+        await response(scope, receive, send)
 
 
 def _product(stored: StoredProduct) -> dict[str, Any]:
@@ -141,6 +200,7 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
         summary="Text-to-multimodal product retrieval (MAKE: Modal Adaptation and Keyword Enhancement).",
         version="0.1.0",
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     registry = CollectorRegistry()  # one per app: tests build many apps in one process
     requests = Counter("make_requests", "HTTP requests", ["route", "method", "status"], registry=registry)
     latency = Histogram("make_request_seconds", "Request latency", ["route"], buckets=BUCKETS, registry=registry)
@@ -193,12 +253,12 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
         """Top-k products for query ``q``."""
         return answer([q], k, category)[0]
 
-    @app.post("/search", response_model=SearchResponse, tags=["search"])
+    @app.post("/search", response_model=SearchResponse, tags=["search"], responses=TOO_LARGE)
     def search_post(request: SearchRequest) -> SearchResponse:
         """Top-k products for one query."""
         return answer([request.query], request.k, request.category)[0]
 
-    @app.post("/search/batch", response_model=BatchResponse, tags=["search"])
+    @app.post("/search/batch", response_model=BatchResponse, tags=["search"], responses=TOO_LARGE)
     def search_batch(request: BatchRequest) -> BatchResponse:
         """Top-k products for each of up to 64 queries."""
         return BatchResponse(responses=answer(request.queries, request.k, request.category))

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import Clicks
+from make_retrieval.evaluate import ExactRetriever
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.retrieval import ExactRetriever
 
 
 def mine_hard_negatives(model: MAKEModel, catalog: Catalog, clicks: Clicks, depth: int) -> dict[str, list[int]]:

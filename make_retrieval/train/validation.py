@@ -7,9 +7,8 @@ from __future__ import annotations
 from make_retrieval.config import TrainConfig
 from make_retrieval.data.pairs import DataDir
 from make_retrieval.errors import ConfigError
-from make_retrieval.evaluate import METRICS, evaluate_retriever
+from make_retrieval.evaluate import METRICS, ExactRetriever, evaluate_retriever
 from make_retrieval.model.make import MAKEModel
-from make_retrieval.retrieval import ExactRetriever
 from make_retrieval.train.state import TrainingPosition
 
 
