@@ -1,12 +1,15 @@
 """Fixtures: a tiny random BERT folder, a tiny config, a small real-format data directory and a
-served index (built with tests/helpers.py), and the image-feature cache kept out of ~/.cache."""
+served index (built with tests/helpers.py), the image-feature cache kept out of ~/.cache, and a real
+Milvus server (tests/milvus_server.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from milvus_server import REQUIRE_ENV, STARTUP_S, milvus_server, server_command
 
 from helpers import build_tiny_index, make_data_dir, save_tiny_bert, tiny_model_config
 from make_retrieval.config import Config
@@ -49,3 +52,20 @@ def served_index(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     _, index = build_tiny_index(tmp_path_factory.mktemp("served"), tiny_bert)
     export_query_encoder(index)
     return index
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a Milvus 2.3 standalone server for the session (data in a temporary folder), stopped at the
+    end. Skipped where ``milvus-server`` is not installed, unless MAKE_REQUIRE_MILVUS is set (``.ci/run``
+    sets it, so CI cannot skip the server tests silently); a server that does not start fails."""
+    if server_command() is None:
+        message = f"milvus-server not installed (pip install milvus); CI sets {REQUIRE_ENV}"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        with milvus_server(tmp_path_factory.mktemp("milvus-server"), STARTUP_S) as uri:
+            yield uri
+    except RuntimeError as error:
+        pytest.fail(f"Milvus server: {error}")

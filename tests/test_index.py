@@ -1,8 +1,10 @@
 """Vector stores: every FAISS kind against brute force, save/load, checksum guard, and the behaviour
-every backend shares (FAISS and Milvus Lite alike): category filter, add, replace, delete, get."""
+every backend shares (FAISS, Milvus Lite and a Milvus server alike): category filter, add, replace,
+delete, get. tests/test_milvus_server.py checks the server's HNSW and IVF_PQ indexes."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -110,15 +112,21 @@ def test_unknown_kind_and_missing_folder(tmp_path: Path) -> None:
         ProductIndex.load(tmp_path)
 
 
-@pytest.fixture(params=["flat", "hnsw", "milvus-lite"])
+@pytest.fixture(params=["flat", "hnsw", "milvus-lite", pytest.param("milvus-server", marks=pytest.mark.slow)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> VectorStore:
-    """400 products in 4 categories, in each backend; reopened from its folder like a server would."""
-    kind = "flat" if request.param == "milvus-lite" else request.param
+    """400 products in 4 categories, in each backend; reopened from its folder like a server would.
+    Milvus Lite is a local file; the Milvus server (the session's, tests/milvus_server.py) gets a collection
+    of its own."""
+    kind = "hnsw" if request.param == "hnsw" else "flat"
     faiss_store = _build(400, IndexConfig(kind=kind), categories=4)
-    if request.param != "milvus-lite":
+    if not request.param.startswith("milvus"):
         faiss_store.save(tmp_path / "index")
         return open_store(tmp_path / "index")
-    milvus = MilvusIndex.create(str(tmp_path / "milvus.db"), "products", faiss_store.manifest, IndexConfig())
+    if request.param == "milvus-lite":
+        uri, collection = str(tmp_path / "milvus.db"), "products"
+    else:
+        uri, collection = request.getfixturevalue("milvus_uri"), f"products_{uuid.uuid4().hex}"
+    milvus = MilvusIndex.create(uri, collection, faiss_store.manifest, IndexConfig())
     milvus.add(faiss_store.get(faiss_store.ids()), _vectors(400))
     milvus.save(tmp_path / "index")
     milvus.client.close()

@@ -1,10 +1,18 @@
 """The Milvus product store: one collection holding each product's vector and stored fields.
 
 The same code serves Milvus Lite (``uri`` a local ``.db`` file, from the ``milvus-lite`` package: tests
-and one machine) and a Milvus cluster (``uri`` ``http://host:19530``) for catalogs that outgrow one
-machine's memory: the service then holds neither vectors nor product table, Milvus does.
-The index folder keeps only ``manifest.json`` (backend, uri, collection, model). Milvus Lite
-builds FLAT (exact) whatever index is asked; a cluster builds the HNSW or IVF-PQ named here.
+and one machine) and a Milvus server or cluster (``uri`` ``http://host:19530``; tests/test_milvus_server.py
+runs a 2.3 standalone server) for catalogs that outgrow one machine's memory: the service then holds
+neither vectors nor product table, Milvus does. The index folder keeps only ``manifest.json`` (backend,
+uri, collection, model). Milvus Lite builds FLAT (exact) whatever index is asked; a server builds the
+HNSW or IVF-PQ named here on each sealed segment of 1,024 rows or more (``save`` flushes, which seals
+them); it searches other rows without it (exactly, or through a temporary IVF index), as it does the new
+segments until it has loaded them indexed, seconds after the flush.
+
+Collections are read at Session consistency: a client sees its own writes at once, where Bounded (the
+server's default) misses those of the last seconds and Strong waits for the server's next time tick
+(200 ms) on every search. Category and image are strings, ``""`` for none: Milvus before 2.5 has no
+nullable fields (and the catalog reads an empty cell as none).
 """
 
 from __future__ import annotations
@@ -86,14 +94,14 @@ class MilvusIndex:
         schema.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=manifest["dimension"])
         schema.add_field("title", DataType.VARCHAR, max_length=MAX_TEXT)
-        schema.add_field("category", DataType.VARCHAR, max_length=MAX_ID, nullable=True)
-        schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT, nullable=True)
+        schema.add_field("category", DataType.VARCHAR, max_length=MAX_ID)
+        schema.add_field("image", DataType.VARCHAR, max_length=MAX_TEXT)
         schema.add_field("weights", DataType.JSON)
         schema.add_field("metadata", DataType.JSON)
         kind, build, _ = _index_params(config, manifest)
         index_params = client.prepare_index_params()
         index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
-        client.create_collection(collection, schema=schema, index_params=index_params)
+        client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Session")
         client.close()
         manifest = {
             **{k: v for k, v in manifest.items() if k not in ("checksum", "rows")},
@@ -129,7 +137,7 @@ class MilvusIndex:
             data=np.asarray(queries, dtype=np.float32).tolist(),
             limit=k,
             filter=f"category == {_literal(category)}" if category is not None else "",
-            output_fields=[],
+            output_fields=["product_id"],  # Milvus 2.3 calls the key of a hit "id" unless it is asked for
             search_params={"metric_type": "IP", "params": self._params(k)},
         )
         return [[Hit(h["product_id"], float(h["distance"])) for h in hits] for hits in found]
@@ -163,8 +171,8 @@ class MilvusIndex:
                     "product_id": p.product_id,
                     "vector": vector,
                     "title": p.title,
-                    "category": p.category,
-                    "image": p.image,
+                    "category": p.category or "",
+                    "image": p.image or "",
                     "weights": p.weights,
                     "metadata": json_safe(p.metadata),
                 }
@@ -179,6 +187,9 @@ class MilvusIndex:
         present = [p.product_id for p in self.get(product_ids) if p is not None]
         if present:
             self.client.delete(self.collection, ids=present)
+            # Milvus 2.3 answers a delete without its timestamp, so Session reads would not wait for it: one
+            # Strong read does, and the reads after it see the deletes
+            self.client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
         return len(present)
 
     def ids(self) -> list[str]:
@@ -213,6 +224,6 @@ def _literal(text: str) -> str:
 
 
 def _product(row: dict[str, Any]) -> StoredProduct:
-    return StoredProduct(
-        row["product_id"], row["title"], row.get("category"), row.get("image"), row["weights"], row["metadata"]
-    )
+    """A row as a StoredProduct: an empty category or image (null in collections made before) is None."""
+    category, image = row.get("category") or None, row.get("image") or None
+    return StoredProduct(row["product_id"], row["title"], category, image, row["weights"], row["metadata"])
