@@ -4,16 +4,23 @@ FAISS folder and in a Milvus Lite copy made by ``to-milvus``, without re-embeddi
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import build_tiny_index, make_data_dir, write_table
 from make_retrieval.cli import app
 from make_retrieval.index.folder import open_store
+from make_retrieval.index.milvus_index import MilvusIndex
+from make_retrieval.pipeline import sync_index, to_milvus
+from make_retrieval.retrieval import open_index
+from make_retrieval.serve.app import create_app
 
 
 @pytest.fixture()
@@ -87,3 +94,47 @@ def test_sync_refuses_another_catalog_folder(built: tuple[Path, Path], tmp_path:
     other = make_data_dir(tmp_path / "other")
     result = CliRunner().invoke(app, ["sync", "--index", str(index), "--data", str(other)])
     assert result.exit_code == 2 and "sync it from that folder" in result.output
+
+
+@pytest.mark.slow
+def test_sync_on_a_milvus_server_touches_only_the_changes_and_search_keeps_answering(
+    built: tuple[Path, Path], tmp_path: Path, milvus_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real server: sync sends exactly the added and changed products' rows and the deleted
+    ids (counted where they leave for Milvus), while the service searches the same collection."""
+    data_dir, faiss_index = built
+    index = tmp_path / "server-index"
+    copy = to_milvus(faiss_index, milvus_uri, f"sync_{uuid.uuid4().hex[:8]}", index)
+    assert len(copy) == 32
+    sent: dict[str, list[str]] = {"upserted": [], "deleted": []}
+    add, delete = MilvusIndex.add, MilvusIndex.delete
+
+    def counting_add(self: MilvusIndex, products: list, vectors: object) -> None:
+        sent["upserted"] += [p.product_id for p in products]
+        add(self, products, vectors)
+
+    def counting_delete(self: MilvusIndex, product_ids: list[str]) -> int:
+        sent["deleted"] += list(product_ids)
+        return delete(self, product_ids)
+
+    monkeypatch.setattr(MilvusIndex, "add", counting_add)
+    monkeypatch.setattr(MilvusIndex, "delete", counting_delete)
+    client = TestClient(create_app(open_index(index, encoder="torch"), data_dir))
+    statuses: list[int] = []
+    syncing = threading.Event()
+
+    def search_while_syncing() -> None:
+        while not statuses or syncing.is_set():
+            statuses.append(client.get("/search", params={"q": "red shirt", "k": 5}).status_code)
+
+    _change_catalog(data_dir)
+    syncing.set()
+    searching = threading.Thread(target=search_while_syncing)
+    searching.start()
+    report = sync_index(index, data_dir)
+    syncing.clear()
+    searching.join()
+    assert (report.added, report.updated, report.deleted, report.unchanged) == (1, 2, 1, 29)
+    assert sorted(sent["upserted"]) == ["p000", "p001", "p999"] and sent["deleted"] == ["p011"]
+    assert statuses and set(statuses) == {200}, f"{len(statuses)} searches during the sync: {set(statuses)}"
+    assert open_store(index).get(["p011", "p999"])[1].title == "Brand9 purple scarf"
