@@ -7,7 +7,6 @@ This module imports only light modules at the top (config, errors, the variant t
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.util
 import json
@@ -133,39 +132,41 @@ def embed(
     nprobe: Annotated[int | None, typer.Option(min=1, help="IVF lists searched per query.")] = None,
     pq_m: Annotated[int | None, typer.Option(min=1, help="PQ sub-quantisers (must divide the dimension).")] = None,
     rerank: Annotated[int | None, typer.Option(min=0, help="IVF-PQ: re-score k x this candidates exactly.")] = None,
+    milvus_uri: Annotated[
+        str | None, typer.Option(help="Write straight into Milvus at this URI (a server: every rank upserts).")
+    ] = None,
+    collection: Annotated[str, typer.Option(help="Milvus collection (with --milvus-uri).")] = "products",
+    replace: Annotated[bool, typer.Option(help="Drop an existing collection of that name first.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Products per forward pass.")] = 128,
     shard_size: Annotated[int, typer.Option(min=1, help="Products per shard (the unit a rerun skips).")] = SHARD_SIZE,
     workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes per rank.")] = 0,
     skip_bad_rows: SkipBadRows = False,
 ) -> None:
-    """Embed the catalog and build the index, product table and manifest. The index settings come
-    from the run's config (its ``index`` section), then --config, then the options here. Under
-    torchrun the ranks share the shards; a rerun after a crash embeds only the shards missing."""
+    """Embed the catalog into an index folder (or, with --milvus-uri, a Milvus collection); index
+    settings: the run config's ``index`` section, then --config, then these options. Under torchrun
+    the ranks share the shards; a rerun after a crash embeds only the shards missing."""
     import shutil
 
     from make_retrieval.distributed import init_distributed
-    from make_retrieval.pipeline import EmbedShards, build_index
+    from make_retrieval.pipeline import EmbedShards, MilvusTarget, build_index, ingest_milvus
 
-    settings = Config.load(config or run / "config.yaml").index
-    options = {
-        "kind": index.value if index is not None else None,
-        "hnsw_m": hnsw_m,
-        "hnsw_ef_construction": ef_construction,
-        "hnsw_ef_search": ef_search,
-        "ivf_lists": ivf_lists,
-        "ivf_nprobe": nprobe,
-        "pq_m": pq_m,
-        "ivf_rerank": rerank,
-    }
-    settings = dataclasses.replace(settings, **{k: v for k, v in options.items() if v is not None})
+    settings = Config.load(config or run / "config.yaml").index.overridden(
+        kind=index.value if index is not None else None, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
+        hnsw_ef_search=ef_search, ivf_lists=ivf_lists, ivf_nprobe=nprobe, pq_m=pq_m, ivf_rerank=rerank,
+    )
     shards = EmbedShards(out / "shards", init_distributed(), shard_size, workers)
     text_only = out / "text_only.csv"
-    product_index = build_index(run, data, settings, batch_size, skip_bad_rows, shards, text_only)
-    if product_index is None:  # not rank 0: its shards are written, rank 0 builds the index
+    if milvus_uri is not None:
+        target = MilvusTarget(milvus_uri, collection, out, replace)
+        store = ingest_milvus(run, data, target, shards, settings, batch_size, skip_bad_rows, text_only)
+    else:
+        store = build_index(run, data, settings, batch_size, skip_bad_rows, shards, text_only)
+        if store is not None:
+            store.save(out)
+    if store is None:  # not rank 0: its shards are written, rank 0 finishes the index
         return
-    product_index.save(out)
-    shutil.rmtree(shards.folder)  # merged into embeddings.npy
-    m = product_index.manifest
+    shutil.rmtree(shards.folder)  # in embeddings.npy or the collection now
+    m = store.manifest
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
     with text_only.open() as listed:
         count = sum(1 for _ in listed) - 1  # the header

@@ -188,6 +188,10 @@ class IndexConfig:
     #: (0 = off): PQ codes lose about a fifth of the true top 10, the top 40 nearly never miss one.
     ivf_rerank: int = 4
 
+    def overridden(self, **values: Any) -> IndexConfig:
+        """A copy with the given settings replaced; None keeps a setting (an option not given)."""
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
     def ivf_lists_for(self, count: int) -> int:
         """IVF lists for ``count`` vectors."""
         return self.ivf_lists or max(1, min(int(4 * count**0.5), count // 39))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +85,14 @@ def embed_catalog(
     batch_size: int = 128,
     num_workers: int = 0,
     progress: bool = True,
+    sink: Callable[[range, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``embed_products`` in shards of ``shard_size`` products: rank r of N embeds shards r, r+N, ...
     and writes each to ``shard_dir`` atomically. A shard file already there for the same model
     (``model_key``: checkpoint and config digests) and the same products is kept, so a killed job
     reruns only what is missing. Rank 0 returns the merged (vectors, weights) once every rank is
-    done; the other ranks return None."""
+    done; the other ranks return None. With ``sink``, every rank hands each of its shards
+    (positions, vectors, weights) to it instead and nothing is merged (all ranks return None)."""
     shard_dir.mkdir(parents=True, exist_ok=True)
     count = -(-len(catalog) // shard_size)
     mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0 merges its own shards from memory
@@ -101,10 +103,12 @@ def embed_catalog(
             part = embed_products(model, catalog, batch_size, num_workers, progress and context.is_main, positions)
             with replacing(path) as temporary, temporary.open("wb") as handle:
                 np.savez(handle, vectors=part[0], weights=part[1], key=np.array(key))
-        if context.is_main:
+        if sink is not None:
+            sink(positions, *part)
+        elif context.is_main:
             mine[shard] = part
     context.barrier()
-    if not context.is_main:
+    if sink is not None or not context.is_main:
         return None
     parts = []
     for shard in range(count):

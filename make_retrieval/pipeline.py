@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from make_retrieval.config import SHARD_SIZE, Config, IndexConfig
-from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.distributed import Distributed
 from make_retrieval.embed import embed_catalog, embed_products, stored_fields, stored_products
 from make_retrieval.errors import ConfigError
@@ -24,6 +26,7 @@ from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.index.store import read_manifest
 from make_retrieval.model.checkpoint import load_model
+from make_retrieval.model.make import MAKEModel
 from make_retrieval.onnx_export import export_onnx
 from make_retrieval.query_encoder import ONNX_FOLDER
 from make_retrieval.retrieval import BM25Retriever, index_model, open_index
@@ -37,6 +40,45 @@ DEMO_DATA = PACKAGE_DIR.parent / "data" / "demo"
 BASELINES = ("bm25",)
 #: Products per copy step of ``to_milvus``.
 MILVUS_COPY_BATCH = 10_000
+
+
+@dataclass
+class _Embedding:
+    """What embedding a catalog with a run's model needs, loaded once: the model on this rank's
+    device, its config, the catalog, and the model's description for the index manifest."""
+
+    model: MAKEModel
+    config: Config
+    data: DataDir
+    manifest: dict[str, Any]
+    #: The checkpoint's and config's digests: a shard file made by another model is not reused.
+    model_key: str
+
+    @classmethod
+    def load(
+        cls, run_dir: Path, data_dir: Path, context: Distributed, skip_bad_rows: bool, text_only: Path | None
+    ) -> _Embedding:
+        """Load model and catalog; rank 0 reports the data (and lists text-only products in ``text_only``)."""
+        model, config, checkpoint = load_model(run_dir)
+        model.to(context.device)
+        data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
+        if context.is_main:
+            data.report.announce()
+            if text_only is not None:
+                text_only.parent.mkdir(parents=True, exist_ok=True)
+                data.report.write_text_only(text_only)
+        checkpoint_sha256 = file_sha256(checkpoint)
+        info = {
+            "run": str(Path(run_dir).resolve()),
+            "checkpoint": checkpoint.name,
+            "checkpoint_sha256": checkpoint_sha256,
+            "checkpoint_stamp": file_stamp(checkpoint),
+            "data": str(Path(data_dir).resolve()),
+        }
+        root = data.catalog.root
+        manifest = {"model": info, "data": str(root) if root is not None else None}
+        model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
+        return cls(model, config, data, manifest, model_key)
 
 
 def build_index(
@@ -54,35 +96,75 @@ def build_index(
     0 gets the index, the other ranks None. ``text_only_report``: a CSV naming every product
     indexed by its title alone and why (no image given, missing or corrupt)."""
     context = shards.context if shards else Distributed()
-    model, config, checkpoint = load_model(run_dir)
-    model.to(context.device)
-    data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
-    if context.is_main:
-        data.report.announce()
-        if text_only_report is not None:
-            text_only_report.parent.mkdir(parents=True, exist_ok=True)
-            data.report.write_text_only(text_only_report)
-    checkpoint_sha256 = file_sha256(checkpoint)
+    run = _Embedding.load(run_dir, data_dir, context, skip_bad_rows, text_only_report)
+    model, catalog = run.model, run.data.catalog
     if shards is None:
-        vectors, weights = embed_products(model, data.catalog, batch_size=batch_size)
+        vectors, weights = embed_products(model, catalog, batch_size=batch_size)
     else:
-        model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
-        merged = embed_catalog(
-            model, data.catalog, shards.folder, model_key, context, shards.size, batch_size, shards.workers
-        )
+        key, size, workers = run.model_key, shards.size, shards.workers
+        merged = embed_catalog(model, catalog, shards.folder, key, context, size, batch_size, workers)
         if merged is None:
             return None
         vectors, weights = merged
-    info = {
-        "run": str(Path(run_dir).resolve()),
-        "checkpoint": checkpoint.name,
-        "checkpoint_sha256": checkpoint_sha256,
-        "checkpoint_stamp": file_stamp(checkpoint),
-        "data": str(Path(data_dir).resolve()),
-    }
-    products = stored_products(data.catalog, weights, model.modalities)
-    manifest = {"model": info, "data": str(data.catalog.root) if data.catalog.root is not None else None}
-    return ProductIndex.build(products, vectors, model.modalities, index or config.index, manifest)
+    products = stored_products(catalog, weights, model.modalities)
+    return ProductIndex.build(products, vectors, model.modalities, index or run.config.index, run.manifest)
+
+
+def ingest_milvus(
+    run_dir: Path,
+    data_dir: Path,
+    target: MilvusTarget,
+    shards: EmbedShards,
+    index: IndexConfig | None = None,
+    batch_size: int = 128,
+    skip_bad_rows: bool = False,
+    text_only_report: Path | None = None,
+) -> MilvusIndex | None:
+    """Embed the catalog shard by shard over the ranks straight into a Milvus collection: rank 0
+    creates it, every rank upserts the rows of its own shards as it finishes each (no rank gathers
+    the vectors, so rank 0's memory does not grow with the catalog), and rank 0 flushes and writes
+    the index folder ``target.out``. Resumable as ``embed`` is: a shard file kept from a killed run
+    is upserted again (an upsert of the same id replaces it) without being re-embedded. Rank 0 gets
+    the store, the other ranks None."""
+    context = shards.context
+    run = _Embedding.load(run_dir, data_dir, context, skip_bad_rows, text_only_report)
+    model, catalog = run.model, run.data.catalog
+    settings = index or run.config.index
+    manifest = {**run.manifest, "dimension": model.dim, "modalities": list(model.modalities), "count": len(catalog)}
+    if context.is_main:
+        MilvusIndex.create(target.uri, target.collection, manifest, settings, target.replace)
+    context.barrier()
+    store = MilvusIndex.connect(target.uri, target.collection, manifest, settings)
+
+    def upsert(positions: range, vectors: np.ndarray, weights: np.ndarray) -> None:
+        store.add(stored_products(catalog, weights, model.modalities, positions), vectors)
+
+    key, size, workers = run.model_key, shards.size, shards.workers
+    embed_catalog(model, catalog, shards.folder, key, context, size, batch_size, workers, sink=upsert)
+    if not context.is_main:
+        return None
+    store.manifest["categories"] = sorted({c for c in catalog.categories if c is not None})
+    store.save(target.out)
+    return store
+
+
+@dataclass
+class MilvusTarget:
+    """Where ``ingest_milvus`` writes: a Milvus URI (a server, or a Milvus Lite file for one process)
+    and collection, replacing an existing one only if asked, and the index folder to write."""
+
+    uri: str
+    collection: str
+    out: Path
+    replace: bool = False
+
+    def __post_init__(self) -> None:
+        self.uri = absolute_uri(self.uri)
+
+
+def absolute_uri(uri: str) -> str:
+    """A Milvus URI as the index folder keeps it: a Milvus Lite file path made absolute."""
+    return uri if "://" in uri else str(Path(uri).resolve())
 
 
 @dataclass
@@ -146,8 +228,7 @@ def to_milvus(index_dir: Path, uri: str, collection: str, out: Path, replace: bo
     """Copy a FAISS index folder's products and vectors into a Milvus collection (Milvus Lite when
     ``uri`` is a file path) and write ``out``, an index folder that ``serve`` and ``sync`` open."""
     source = ProductIndex.load(index_dir)
-    if "://" not in uri:
-        uri = str(Path(uri).resolve())
+    uri = absolute_uri(uri)
     store = MilvusIndex.create(uri, collection, dict(source.manifest), source.config, replace)
     ids = source.ids()
     for start in range(0, len(ids), MILVUS_COPY_BATCH):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from make_retrieval.data.catalog import load_catalog
 from make_retrieval.data.tables import LoadReport
 from make_retrieval.distributed import Distributed
 from make_retrieval.embed import embed_catalog, embed_products
+from make_retrieval.index.faiss_index import ProductIndex
+from make_retrieval.index.folder import open_store
+from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.loop import train
 
@@ -88,3 +92,37 @@ def test_torchrun_embeds_the_catalog_over_two_ranks(tiny_config: Config, data_di
     )
     tables = [pq.read_table(tmp_path / name / "products.parquet").to_pydict() for name in ("one", "two")]
     assert tables[0]["product_id"] == tables[1]["product_id"]
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_write_their_shards_straight_into_a_milvus_server(
+    tiny_config: Config, data_dir: Path, tmp_path: Path, milvus_uri: str
+) -> None:
+    """``embed --milvus-uri`` under torchrun: each rank upserts its own shards (rank 0 merges nothing);
+    the collection then holds every product with the vectors a single FAISS pass gives; Milvus Lite
+    takes the same path in one process."""
+    tiny_config.train.max_steps, tiny_config.train.validate = 1, False
+    train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    base = ["-m", "make_retrieval.cli", "embed", "--run-dir", str(tmp_path / "run"), "--data", str(data_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    faiss = subprocess.run([sys.executable, *base, "--out", str(tmp_path / "faiss")], capture_output=True, text=True)
+    assert faiss.returncode == 0, faiss.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    collection = f"ingest_{uuid.uuid4().hex[:8]}"
+    server = [*base, "--out", str(tmp_path / "server"), "--milvus-uri", milvus_uri, "--collection", collection]
+    two = subprocess.run([*torchrun, *server, "--shard-size", "5"], capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("indexed 32 products") == 1 and not (tmp_path / "server" / "shards").exists()
+    lite = [*base, "--out", str(tmp_path / "lite"), "--milvus-uri", str(tmp_path / "lite.db")]
+    one = subprocess.run([sys.executable, *lite], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-3000:]
+    reference = open_store(tmp_path / "faiss")
+    assert isinstance(reference, ProductIndex)
+    queries = reference.vectors[:5]
+    for folder in ("server", "lite"):
+        store = open_store(tmp_path / folder)
+        assert isinstance(store, MilvusIndex) and len(store) == 32
+        assert sorted(store.ids()) == sorted(reference.ids()) and store.categories() == reference.categories()
+        for got, want in zip(store.search(queries, 5), reference.search(queries, 5), strict=True):
+            assert [h.product_id for h in got] == [h.product_id for h in want]
+            np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-4)

@@ -103,8 +103,14 @@ class MilvusIndex:
         index_params.add_index(field_name="vector", index_type=kind, metric_type="IP", params=build)
         client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Session")
         client.close()
+        return cls.connect(uri, collection, manifest, config)
+
+    @classmethod
+    def connect(cls, uri: str, collection: str, manifest: dict[str, Any], config: IndexConfig) -> MilvusIndex:
+        """The store of an existing collection made by ``create`` with the same arguments (what each
+        rank of a torchrun ingest opens after rank 0 created it)."""
         manifest = {
-            **{k: v for k, v in manifest.items() if k not in ("checksum", "rows")},
+            **{k: v for k, v in manifest.items() if k not in ("checksum", "rows", "stamps")},
             "backend": "milvus",
             "uri": uri,
             "collection": collection,
@@ -123,6 +129,11 @@ class MilvusIndex:
         store = cls(uri, manifest["collection"], manifest)
         if not store.client.has_collection(store.collection):
             raise IndexFileError(f"{folder}: Milvus at {uri} has no collection '{store.collection}'")
+        # a Milvus Lite file opened by another process than the one that wrote it has its collection
+        # released (Lite keeps the load state in memory); a server keeps it loaded
+        state = store.client.get_load_state(store.collection)["state"]
+        if getattr(state, "name", state) == "NotLoad":
+            store.client.load_collection(store.collection)
         return store
 
     def __len__(self) -> int:
