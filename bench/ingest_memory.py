@@ -4,7 +4,8 @@ server (``embed --milvus-uri``: each rank upserts its own shards, nothing is mer
 
 The catalog is ``--count`` products with random 8-word titles from a 2,000-word vocabulary and no
 images; the model is a tiny random text-only MAKE (2-layer BERT of width 32, the title modality
-only) saved as a run directory, so the figures measure the pipeline's memory, not a model's. Each
+only, projected to ``--dim``-d index vectors: 384, MAKE's 3 x 128, by default) saved as a run
+directory, so the figures measure the pipeline's memory, not a model's. Each
 ``embed`` runs alone in one process (rank 0 of a one-rank job) under ``/usr/bin/time -f %M``; the
 Milvus server is started here as the tests start it (tests/milvus_server.py).
 
@@ -52,13 +53,13 @@ def catalog(folder: Path, count: int, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_run(folder: Path) -> Path:
-    """A run directory (config.yaml + last.pt) of a tiny random text-only model."""
+def tiny_run(folder: Path, dim: int) -> Path:
+    """A run directory (config.yaml + last.pt) of a tiny random text-only model with ``dim``-d vectors."""
     bert = save_tiny_bert(folder / "bert")
     text = TextEncoderConfig(path=str(bert), max_length=16)
     model_config = ModelConfig(
         query_encoder=text, title_encoder=text, image_encoder=ImageEncoderConfig(backbone="vit"),
-        image_modality=False, fusion=False, modal_adaptation=False, keyword_enhancement=False, embed_dim=32,
+        image_modality=False, fusion=False, modal_adaptation=False, keyword_enhancement=False, embed_dim=dim,
     )
     config = Config(model=model_config)
     config.save(folder / "config.yaml")
@@ -81,10 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--shard-size", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=384, help="index vector size (MAKE's 3 x 128 by default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         root = Path(tmp)
-        data, run = catalog(root / "data", args.count), tiny_run(root / "run")
+        data, run = catalog(root / "data", args.count), tiny_run(root / "run", args.dim)
         common = ["embed", "--run-dir", str(run), "--data", str(data), "--shard-size", str(args.shard_size)]
         report(args.count, "faiss folder", *peak_rss([*common, "--out", str(root / "faiss")]))
         with milvus_server(root / "milvus") as uri:
