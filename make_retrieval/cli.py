@@ -168,9 +168,7 @@ def embed(
     shutil.rmtree(shards.folder)  # in embeddings.npy or the collection now
     m = store.manifest
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
-    with text_only.open() as listed:
-        count = sum(1 for _ in listed) - 1  # the header
-    console.print(f"{count} product(s) indexed by their title alone; which and why: {text_only}")
+    console.print(f"{m['text_only']} product(s) indexed by their title alone; which and why: {text_only}")
 
 
 @app.command()

@@ -76,7 +76,8 @@ class _Embedding:
             "data": str(Path(data_dir).resolve()),
         }
         root = data.catalog.root
-        manifest = {"model": info, "data": str(root) if root is not None else None}
+        text_only_count = len(data.report.text_only_products)
+        manifest = {"model": info, "data": str(root) if root is not None else None, "text_only": text_only_count}
         model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
         return cls(model, config, data, manifest, model_key)
 

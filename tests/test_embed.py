@@ -74,17 +74,26 @@ def test_shards_equal_one_pass_and_a_rerun_redoes_only_what_is_missing(
     assert embedded == [0, 5, 10, 15, 20, 25, 30], "another model: every shard is stale"
 
 
-def test_torchrun_embeds_the_catalog_over_two_ranks(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+def _embed_command(tiny_config: Config, data_dir: Path, tmp_path: Path) -> list[str]:
+    """``embed`` of a one-step tiny run over ``data_dir`` (without --out), as python arguments."""
     tiny_config.train.max_steps, tiny_config.train.validate = 1, False
     train(tiny_config, data_dir, tmp_path / "run", progress=False)
-    base = ["-m", "make_retrieval.cli", "embed", "--run-dir", str(tmp_path / "run"), "--data", str(data_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *base, "--out", str(tmp_path / "one")], capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command = [*torchrun, *base, "--out", str(tmp_path / "two"), "--shard-size", "5", "--workers", "1"]
-    two = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
+    return ["-m", "make_retrieval.cli", "embed", "--run-dir", str(tmp_path / "run"), "--data", str(data_dir)]
+
+
+def _run(args: list[str], ranks: int = 1) -> subprocess.CompletedProcess:
+    """``python ARGS``, or under torchrun with ``ranks`` ranks of one thread each; it must succeed."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if ranks > 1 else None
+    done = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_torchrun_embeds_the_catalog_over_two_ranks(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    base = _embed_command(tiny_config, data_dir, tmp_path)
+    _run([*base, "--out", str(tmp_path / "one")])
+    two = _run([*base, "--out", str(tmp_path / "two"), "--shard-size", "5", "--workers", "1"], ranks=2)
     assert two.stdout.count("indexed 32 products") == 1, "rank 0 alone builds the index"
     assert not (tmp_path / "two" / "shards").exists(), "shards are merged, then removed"
     np.testing.assert_allclose(
@@ -101,21 +110,13 @@ def test_torchrun_ranks_write_their_shards_straight_into_a_milvus_server(
     """``embed --milvus-uri`` under torchrun: each rank upserts its own shards (rank 0 merges nothing);
     the collection then holds every product with the vectors a single FAISS pass gives; Milvus Lite
     takes the same path in one process."""
-    tiny_config.train.max_steps, tiny_config.train.validate = 1, False
-    train(tiny_config, data_dir, tmp_path / "run", progress=False)
-    base = ["-m", "make_retrieval.cli", "embed", "--run-dir", str(tmp_path / "run"), "--data", str(data_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    faiss = subprocess.run([sys.executable, *base, "--out", str(tmp_path / "faiss")], capture_output=True, text=True)
-    assert faiss.returncode == 0, faiss.stderr[-3000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    base = _embed_command(tiny_config, data_dir, tmp_path)
+    _run([*base, "--out", str(tmp_path / "faiss")])
     collection = f"ingest_{uuid.uuid4().hex[:8]}"
     server = [*base, "--out", str(tmp_path / "server"), "--milvus-uri", milvus_uri, "--collection", collection]
-    two = subprocess.run([*torchrun, *server, "--shard-size", "5"], capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
+    two = _run([*server, "--shard-size", "5"], ranks=2)
     assert two.stdout.count("indexed 32 products") == 1 and not (tmp_path / "server" / "shards").exists()
-    lite = [*base, "--out", str(tmp_path / "lite"), "--milvus-uri", str(tmp_path / "lite.db")]
-    one = subprocess.run([sys.executable, *lite], capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr[-3000:]
+    _run([*base, "--out", str(tmp_path / "lite"), "--milvus-uri", str(tmp_path / "lite.db")])
     reference = open_store(tmp_path / "faiss")
     assert isinstance(reference, ProductIndex)
     queries = reference.vectors[:5]

@@ -75,7 +75,7 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
             problem = "none given" if image is None else image_problem(image)
             if problem:
                 given = "" if image is None else image.relative_to(root).as_posix()
-                report.keep_text_only(TextOnly(ids[i], first_row[ids[i]], given, problem))
+                report.text_only_products.append(TextOnly(ids[i], first_row[ids[i]], given, problem))
                 images[i] = None
     return Catalog(ids, titles, images, categories, metadata, root)
 

@@ -44,14 +44,13 @@ class LoadReport:
 
     skipped_rows: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
-    #: Text-only products by reason, and each of them (what ``embed`` lists in text_only.csv).
-    text_only: Counter = field(default_factory=Counter)
+    #: Products indexed by their title alone (what ``embed`` lists in text_only.csv).
     text_only_products: list[TextOnly] = field(default_factory=list)
 
-    def keep_text_only(self, product: TextOnly) -> None:
-        """Record a product that is indexed by its title alone."""
-        self.text_only[product.reason] += 1
-        self.text_only_products.append(product)
+    @property
+    def text_only(self) -> Counter:
+        """Text-only products by reason."""
+        return Counter(p.reason for p in self.text_only_products)
 
     def write_text_only(self, path: Path) -> int:
         """``path`` as CSV: product_id, row, image, reason of every text-only product; their count."""

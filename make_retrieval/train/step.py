@@ -129,11 +129,6 @@ class TrainingStep:
         warmup = min(config.train.warmup_steps, total_steps // 5)
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, total_steps)
 
-    def training_forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of ``batch`` in one pass and the values to log (what ``__call__`` back-propagates
-        when gradient caching is off)."""
-        return training_forward(self.model, self.criterion, batch, self.context)
-
     def __call__(self, batch: Batch) -> dict[str, float]:
         """Forward and backward, gradients averaged over the ranks and clipped, optimiser and
         schedule stepped; returns the loss values to log."""
