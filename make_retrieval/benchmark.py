@@ -50,10 +50,13 @@ def run_benchmark(
     out: Path,
     config: Config,
     models: Sequence[str],
-    seeds: int,
+    seeds: Sequence[int],
     log: Callable[[str], None] = print,
 ) -> list[RunRecord]:
-    """Train/evaluate every (model, seed) on the test split; BM25 once. Writes results.json/.md."""
+    """Train/evaluate every (model, seed) on the test split; BM25 once. Writes results.json/.md.
+
+    ``seeds`` need not start at 0: seeds 1-2 can be added to a benchmark whose seed 0 ran elsewhere.
+    """
     if not models:
         raise ConfigError("no models to benchmark")
     unknown = sorted(set(models) - set(VARIANTS) - {"bm25"})
@@ -67,7 +70,7 @@ def run_benchmark(
         records.append(RunRecord("bm25", None, result.metrics, result.per_category))
     trained = [m for m in models if m != "bm25"]
     # seed-major: an interrupted benchmark has whole seeds of every model, not all seeds of a few
-    for seed in range(seeds):
+    for seed in seeds:
         for name in trained:
             variant = with_variant(config, name)
             variant.train.seed = seed

@@ -363,7 +363,8 @@ def benchmark(
     models: Annotated[str, typer.Option(help="Comma-separated: bm25 and model variants.")] = (
         "bm25,text-dual,clip,fusion,make-vit-scratch,make-no-ma,make-no-ke,make"
     ),
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (0, 1, ...).")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (first-seed, first-seed + 1, ...).")] = 3,
+    first_seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 0,
     config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/benchmark.yaml).")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps for every run.")] = None,
 ) -> None:
@@ -375,7 +376,8 @@ def benchmark(
     if max_steps is not None:
         cfg.train.max_steps = max_steps
     names = [m.strip() for m in models.split(",") if m.strip()]
-    run_benchmark(data, out, cfg, names, seeds, log=lambda line: err.print(line, highlight=False))
+    seed_range = range(first_seed, first_seed + seeds)
+    run_benchmark(data, out, cfg, names, seed_range, log=lambda line: err.print(line, highlight=False))
     console.print((out / "results.md").read_text(), highlight=False, markup=False)
 
 

@@ -61,3 +61,16 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     assert _finished(out / "make" / "seed0", changed) is None, "a changed config is trained again"
     result = CliRunner().invoke(app, [*args, "--models", "bm25,albef"])
     assert result.exit_code == 2 and "unknown model(s) ['albef']" in result.output
+
+
+def test_benchmark_first_seed(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    """--first-seed adds seeds 2, 3 to a benchmark whose seeds 0-1 ran elsewhere; those are not trained."""
+    tiny_config.train.max_steps = 1
+    tiny_config.save(tmp_path / "tiny.yaml")
+    out = tmp_path / "bench"
+    args = ["benchmark", "--data", str(data_dir), "--out", str(out), "--config", str(tmp_path / "tiny.yaml")]
+    result = CliRunner().invoke(app, [*args, "--models", "clip", "--seeds", "2", "--first-seed", "2"])
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in records] == [("clip", 2), ("clip", 3)]
+    assert sorted(p.name for p in (out / "clip").iterdir()) == ["seed2", "seed3"]
