@@ -148,7 +148,7 @@ def embed(
     import shutil
 
     from make_retrieval.distributed import init_distributed
-    from make_retrieval.pipeline import EmbedShards, MilvusTarget, build_index, ingest_milvus
+    from make_retrieval.pipeline import EmbedShards, MilvusTarget, ingest_milvus, write_index
 
     settings = Config.load(config or run / "config.yaml").index.overridden(
         kind=index.value if index is not None else None, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
@@ -159,14 +159,12 @@ def embed(
     if milvus_uri is not None:
         target = MilvusTarget(milvus_uri, collection, out, replace)
         store = ingest_milvus(run, data, target, shards, settings, batch_size, skip_bad_rows, text_only)
+        m = None if store is None else store.manifest
     else:
-        store = build_index(run, data, settings, batch_size, skip_bad_rows, shards, text_only)
-        if store is not None:
-            store.save(out)
-    if store is None:  # not rank 0: its shards are written, rank 0 finishes the index
+        m = write_index(run, data, out, shards, settings, batch_size, skip_bad_rows, text_only)
+    if m is None:  # not rank 0: its shards are written, rank 0 finishes the index
         return
     shutil.rmtree(shards.folder)  # in embeddings.npy or the collection now
-    m = store.manifest
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
     console.print(f"{m['text_only']} product(s) indexed by their title alone; which and why: {text_only}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,33 @@ def embed_products(
     )
 
 
+@dataclass(frozen=True)
+class ShardFile:
+    """One shard of the catalog on disk: its file, the catalog positions it covers, and the key (model
+    and products) it must have been made for."""
+
+    path: Path
+    positions: range
+    key: str
+
+    def read(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The shard's (vectors, weights) if its file exists, reads, and was made for ``key``."""
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path) as shard:
+                return (shard["vectors"], shard["weights"]) if str(shard["key"]) == self.key else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated or foreign: redo it
+            return None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """``read``, for a shard that every rank has finished: a missing or stale file is an error."""
+        part = self.read()
+        if part is None:
+            raise RuntimeError(f"{self.path}: shard missing or stale after every rank finished")
+        return part
+
+
 def embed_catalog(
     model: MAKEModel,
     catalog: Catalog,
@@ -86,61 +114,38 @@ def embed_catalog(
     num_workers: int = 0,
     progress: bool = True,
     sink: Callable[[range, np.ndarray, np.ndarray], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> list[ShardFile] | None:
     """``embed_products`` in shards of ``shard_size`` products: rank r of N embeds shards r, r+N, ...
     and writes each to ``shard_dir`` atomically. A shard file already there for the same model
     (``model_key``: checkpoint and config digests) and the same products is kept, so a killed job
-    reruns only what is missing. Rank 0 returns the merged (vectors, weights) once every rank is
-    done; the other ranks return None. With ``sink``, every rank hands each of its shards
-    (positions, vectors, weights) to it instead and nothing is merged (all ranks return None)."""
+    reruns only what is missing. Once every rank is done, rank 0 gets every shard in catalog order
+    (read them one at a time with ``ShardFile.load``: nothing is merged in memory here); the other
+    ranks get None. With ``sink``, every rank also hands each of its shards (positions, vectors,
+    weights) to it as it finishes."""
     shard_dir.mkdir(parents=True, exist_ok=True)
     count = -(-len(catalog) // shard_size)
-    mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rank 0 merges its own shards from memory
-    for shard in range(context.rank, count, context.world_size):
-        path, positions, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
-        part = _read_shard(path, key)
+    shards = [_shard(catalog, shard_dir, shard, shard_size, model_key) for shard in range(count)]
+    for shard in shards[context.rank :: context.world_size]:
+        part = shard.read()
         if part is None:
-            part = embed_products(model, catalog, batch_size, num_workers, progress and context.is_main, positions)
-            with replacing(path) as temporary, temporary.open("wb") as handle:
-                np.savez(handle, vectors=part[0], weights=part[1], key=np.array(key))
+            shown = progress and context.is_main
+            part = embed_products(model, catalog, batch_size, num_workers, shown, shard.positions)
+            with replacing(shard.path) as temporary, temporary.open("wb") as handle:
+                np.savez(handle, vectors=part[0], weights=part[1], key=np.array(shard.key))
         if sink is not None:
-            sink(positions, *part)
-        elif context.is_main:
-            mine[shard] = part
+            sink(shard.positions, *part)
     context.barrier()
-    if sink is not None or not context.is_main:
-        return None
-    parts = []
-    for shard in range(count):
-        part = mine.get(shard)
-        if part is None:
-            path, _, key = _shard(catalog, shard_dir, shard, shard_size, model_key)
-            part = _read_shard(path, key)
-            if part is None:
-                raise RuntimeError(f"{path}: shard missing or stale after every rank finished")
-        parts.append(part)
-    return np.concatenate([v for v, _ in parts]), np.concatenate([w for _, w in parts])
+    return shards if context.is_main else None
 
 
-def _shard(catalog: Catalog, shard_dir: Path, shard: int, size: int, model_key: str) -> tuple[Path, range, str]:
+def _shard(catalog: Catalog, shard_dir: Path, shard: int, size: int, model_key: str) -> ShardFile:
     """Shard ``shard``'s file, catalog positions and key: the model's key plus a digest of each
     product's id, title and image path (an image replaced under the same path is not noticed)."""
     positions = range(shard * size, min((shard + 1) * size, len(catalog)))
     digest = hashlib.sha256()
     for i in positions:
         digest.update(f"{catalog.product_ids[i]}\t{catalog.titles[i]}\t{catalog.images[i]}\n".encode())
-    return shard_dir / f"shard-{shard:05d}.npz", positions, f"{model_key}:{digest.hexdigest()}"
-
-
-def _read_shard(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The shard's (vectors, weights) if its file exists, reads, and was made for ``key``."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as shard:
-            return (shard["vectors"], shard["weights"]) if str(shard["key"]) == key else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated or foreign: redo it
-        return None
+    return ShardFile(shard_dir / f"shard-{shard:05d}.npz", positions, f"{model_key}:{digest.hexdigest()}")
 
 
 def relative_image(catalog: Catalog, i: int) -> str | None:

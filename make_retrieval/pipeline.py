@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from make_retrieval.embed import embed_catalog, embed_products, stored_fields, s
 from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import EvaluationResult, ExactRetriever, evaluate_retriever
 from make_retrieval.files import file_sha256, file_stamp
-from make_retrieval.index.faiss_index import ProductIndex
+from make_retrieval.index.faiss_index import Part, ProductIndex
 from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.index.store import read_manifest
@@ -88,27 +88,46 @@ def build_index(
     index: IndexConfig | None = None,
     batch_size: int = 128,
     skip_bad_rows: bool = False,
-    shards: EmbedShards | None = None,
-    text_only_report: Path | None = None,
-) -> ProductIndex | None:
-    """Embed every product of ``data_dir`` with the run's model and index the vectors (``index``:
-    the structure and its knobs, default the run config's ``index`` section). With ``shards`` the
-    catalog is embedded shard by shard over the ranks of a torchrun job (resumable); then only rank
-    0 gets the index, the other ranks None. ``text_only_report``: a CSV naming every product
-    indexed by its title alone and why (no image given, missing or corrupt)."""
-    context = shards.context if shards else Distributed()
-    run = _Embedding.load(run_dir, data_dir, context, skip_bad_rows, text_only_report)
+) -> ProductIndex:
+    """Embed every product of ``data_dir`` with the run's model in one pass and index the vectors in
+    memory (``index``: the structure and its knobs, default the run config's ``index`` section): for
+    catalogs that fit in memory twice over, as the demo's does; ``write_index`` is the sharded path."""
+    run = _Embedding.load(run_dir, data_dir, Distributed(), skip_bad_rows, None)
     model, catalog = run.model, run.data.catalog
-    if shards is None:
-        vectors, weights = embed_products(model, catalog, batch_size=batch_size)
-    else:
-        key, size, workers = run.model_key, shards.size, shards.workers
-        merged = embed_catalog(model, catalog, shards.folder, key, context, size, batch_size, workers)
-        if merged is None:
-            return None
-        vectors, weights = merged
+    vectors, weights = embed_products(model, catalog, batch_size=batch_size)
     products = stored_products(catalog, weights, model.modalities)
     return ProductIndex.build(products, vectors, model.modalities, index or run.config.index, run.manifest)
+
+
+def write_index(
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    shards: EmbedShards,
+    index: IndexConfig | None = None,
+    batch_size: int = 128,
+    skip_bad_rows: bool = False,
+    text_only_report: Path | None = None,
+) -> dict[str, Any] | None:
+    """Embed the catalog shard by shard over the ranks of a torchrun job (resumable) and write the
+    FAISS folder ``out`` from the shard files one at a time (``ProductIndex.write``): rank 0 holds the
+    FAISS structure and one shard, never the merged vectors or the whole product table. Rank 0 gets
+    the manifest, the other ranks None. ``text_only_report``: a CSV naming every product indexed by
+    its title alone and why (no image given, missing or corrupt)."""
+    run = _Embedding.load(run_dir, data_dir, shards.context, skip_bad_rows, text_only_report)
+    model, catalog = run.model, run.data.catalog
+    key, size, workers = run.model_key, shards.size, shards.workers
+    files = embed_catalog(model, catalog, shards.folder, key, shards.context, size, batch_size, workers)
+    if files is None:
+        return None
+
+    def parts() -> Iterator[Part]:
+        for shard in files:
+            vectors, weights = shard.load()
+            yield stored_products(catalog, weights, model.modalities, shard.positions), vectors
+
+    settings = index or run.config.index
+    return ProductIndex.write(out, parts, len(catalog), model.dim, model.modalities, settings, run.manifest)
 
 
 def ingest_milvus(
@@ -170,7 +189,7 @@ def absolute_uri(uri: str) -> str:
 
 @dataclass
 class EmbedShards:
-    """How ``build_index`` shards the catalog: shard files in ``folder`` of ``size`` products,
+    """How ``write_index`` and ``ingest_milvus`` shard the catalog: shard files in ``folder`` of ``size`` products,
     images decoded in ``workers`` processes, ranks from ``context``."""
 
     folder: Path

@@ -156,7 +156,6 @@ def build_tiny_index(root: Path, bert: Path) -> tuple[Path, Path]:
     config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
     train(config, data_dir, root / "run", progress=False)
     index = build_index(root / "run", data_dir)
-    assert index is not None
     index.save(root / "index")
     return data_dir, root / "index"
 

@@ -232,3 +232,67 @@ def test_ivfpq_too_small_to_retrain_keeps_its_dead_rows_on_save(tmp_path: Path) 
     reopened = ProductIndex.load(tmp_path)
     assert len(reopened) == 500 and int(reopened.deleted.sum()) == 200
     assert all(r >= 200 for h in reopened.search(_vectors(5, seed=1), 10) for r in _rows(h))
+
+
+def _parts(n: int, size: int, categories: int = 3) -> list[tuple[list[StoredProduct], np.ndarray]]:
+    """The ``_build(n)`` products and vectors in parts of ``size`` rows; the last part has no categories
+    (a column that is all missing in one part must keep its type in the written table)."""
+    catalog, vectors = _catalog(n, categories), _vectors(n)
+    catalog.categories[n - size :] = [None] * size
+    products = stored_products(catalog, _weights(n), MODALITIES)
+    return [(products[s : s + size], vectors[s : s + size]) for s in range(0, n, size)]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_a_folder_written_part_by_part_equals_one_built_in_memory(kind: str, tmp_path: Path) -> None:
+    """``ProductIndex.write`` (embed's sharded path) gives the folder ``build`` + ``save`` give; IVF-PQ
+    trains on every row while they fit its k-means (so on the same rows)."""
+    config, parts = IndexConfig(kind=kind), _parts(1200, 300)
+    products = [p for chunk, _ in parts for p in chunk]
+    vectors = np.concatenate([v for _, v in parts])
+    ProductIndex.build(products, vectors, MODALITIES, config, {"model": {"run": "x"}}).save(tmp_path / "built")
+    calls: list[int] = []
+
+    def stream() -> list[tuple[list[StoredProduct], np.ndarray]]:
+        calls.append(1)
+        return parts
+
+    manifest = ProductIndex.write(tmp_path / "written", stream, 1200, 32, MODALITIES, config, {"model": {"run": "x"}})
+    assert len(calls) == (2 if kind == "ivfpq" else 1), "IVF-PQ reads the parts once more to train"
+    built, written = ProductIndex.load(tmp_path / "built"), ProductIndex.load(tmp_path / "written")
+    assert manifest == written.manifest and manifest["count"] == 1200 and manifest["categories"] == ["c0", "c1", "c2"]
+    np.testing.assert_array_equal(written.vectors, vectors)
+    assert written.table == built.table and written.table["category"][-1] is None
+    np.testing.assert_array_equal(written.weights, built.weights)
+    queries = _vectors(20, seed=1)
+    want = built.search(queries, 10)
+    if kind == "hnsw":  # the graph depends on insertion batches: judge it by its neighbours
+        truth = _brute_force(vectors, queries, 10)
+        got = written.search(queries, 10)
+        assert np.mean([len(set(_rows(h)) & set(t)) / 10 for h, t in zip(got, truth, strict=True)]) >= 0.95
+    else:
+        assert [_rows(h) for h in written.search(queries, 10)] == [_rows(h) for h in want]
+    assert written.search(queries[:1], 5, category="c1")[0][0].product_id in written.table["product_id"]
+
+
+def test_a_streamed_ivfpq_trains_on_a_draw_and_a_short_stream_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past what k-means would use, IVF-PQ trains on a random draw of rows, not on the catalog; a
+    stream that ends before ``count`` rows is an error and leaves the old folder as it was."""
+    import make_retrieval.index.faiss_index as faiss_index
+
+    monkeypatch.setattr(faiss_index, "TRAINING_POINTS_PER_CENTROID", 40)  # FAISS asks for 39 or more
+    config, parts = IndexConfig(kind="ivfpq", ivf_lists=16), _parts(4000, 1000)
+    index = faiss_index.new_faiss(4000, 32, config)
+    rows = faiss_index.training_rows(index, 4000)
+    assert len(rows) == 40 * (1 << index.pq.nbits) == 2560 and np.all(np.diff(rows) > 0)
+    ProductIndex.write(tmp_path / "index", lambda: parts, 4000, 32, MODALITIES, config, {})
+    vectors, queries = np.concatenate([v for _, v in parts]), _vectors(50, seed=1)
+    hits = ProductIndex.load(tmp_path / "index").search(queries, 10)
+    truth = _brute_force(vectors, queries, 10)
+    assert np.mean([len(set(_rows(h)) & set(t)) / 10 for h, t in zip(hits, truth, strict=True)]) >= 0.5
+    before = {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()}
+    with pytest.raises(IndexFileError, match="expected 4500 products, the parts held 4000"):
+        ProductIndex.write(tmp_path / "index", lambda: parts, 4500, 32, MODALITIES, config, {})
+    assert {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()} == before

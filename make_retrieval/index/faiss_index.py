@@ -14,9 +14,10 @@ and a small matrix product is cheaper than walking the whole graph.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from make_retrieval.files import file_sha256, file_stamp, replacing, same_file
 from make_retrieval.index.exact import exact_top_k
 from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest
 
-#: Files of an index folder whose sha256 the manifest records and ``load`` verifies.
+#: Files of an index folder whose sha256 the manifest records and ``load`` verifies (``write`` names
+#: them in this order).
 CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
 #: IVF-PQ trains 2^bits centroids per sub-quantiser on >= 39 points each; below 16 it is pointless.
 MIN_PQ_CENTROIDS = 16
@@ -42,28 +44,54 @@ EXACT_FILTER_ROWS = 20_000
 COMPACT_FRACTION = 0.25
 
 
-def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
-    """Build and fill the index for ``vectors`` (N, D) float32."""
-    count, dim = vectors.shape
+#: FAISS's k-means trains on at most this many points per centroid (it samples the rest away), so a
+#: streamed IVF-PQ build draws that many rows to train on instead of holding the catalog.
+TRAINING_POINTS_PER_CENTROID = 256
+
+
+def new_faiss(count: int, dim: int, config: IndexConfig) -> faiss.Index:
+    """An empty index of ``config.kind`` with its knobs, sized for ``count`` vectors of ``dim``
+    (IVF-PQ still to be trained)."""
     if config.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif config.kind == "hnsw":
+        return faiss.IndexFlatIP(dim)
+    if config.kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.hnsw_ef_construction
         index.hnsw.efSearch = config.hnsw_ef_search
-    elif config.kind == "ivfpq":
+        return index
+    if config.kind == "ivfpq":
         if count < 39 * MIN_PQ_CENTROIDS:
             raise IndexFileError(
                 f"ivfpq needs at least {39 * MIN_PQ_CENTROIDS} products to train (got {count}); use flat or hnsw"
             )
         lists, pq_m, bits = config.ivf_lists_for(count), config.pq_m_for(dim), config.pq_bits_for(count)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, lists, pq_m, bits, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
         index.nprobe = config.ivf_nprobe
-    else:
-        raise IndexFileError(f"unknown index kind '{config.kind}'; choose one of {INDEX_KINDS}")
+        return index
+    raise IndexFileError(f"unknown index kind '{config.kind}'; choose one of {INDEX_KINDS}")
+
+
+def build_faiss(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
+    """Build and fill the index for ``vectors`` (N, D) float32 (IVF-PQ trained on all of them)."""
+    index = new_faiss(*vectors.shape, config)
+    if not index.is_trained:
+        index.train(vectors)
     index.add(vectors)
     return index
+
+
+def training_rows(index: faiss.Index, count: int, seed: int = 0) -> np.ndarray:
+    """Sorted rows of ``count`` to train an untrained IVF-PQ ``index`` on: all of them up to what its
+    coarse and PQ k-means would use (``TRAINING_POINTS_PER_CENTROID`` each), else a random draw."""
+    centroids = max(index.nlist, 1 << faiss.downcast_index(index).pq.nbits)
+    wanted = min(count, TRAINING_POINTS_PER_CENTROID * centroids)
+    if wanted == count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=wanted, replace=False))
+
+
+#: One part of a streamed build: products and their vectors, in row order.
+Part = tuple[Sequence[StoredProduct], np.ndarray]
 
 
 class ProductIndex:
@@ -101,16 +129,52 @@ class ProductIndex:
         """Index ``vectors`` (one row per product); ``manifest`` brings what the store cannot know:
         the model that made the vectors and the catalog folder the image paths are relative to."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        manifest = {
-            "backend": "faiss",
-            **manifest,
-            "dimension": int(vectors.shape[1]),
-            "modalities": list(modalities),
-            "index": asdict(config),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        manifest = _new_manifest(manifest, int(vectors.shape[1]), modalities, config)
         weights = _weight_rows(products, modalities)
         return cls(build_faiss(vectors, config), vectors, _columns(products), weights, modalities, config, manifest)
+
+    @staticmethod
+    def write(
+        folder: Path,
+        parts: Callable[[], Iterable[Part]],
+        count: int,
+        dim: int,
+        modalities: tuple[str, ...],
+        config: IndexConfig,
+        manifest: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write an index folder from ``parts`` (a fresh iterator of (products, vectors) in row order
+        per call) without holding them all: embeddings.npy and products.parquet are appended part by
+        part and the FAISS structure is filled as they come; IVF-PQ first trains on rows drawn in a
+        first pass (``training_rows``). The process holds the FAISS structure (every vector for flat
+        and HNSW, only PQ codes for IVF-PQ) and one part. Returns the manifest; ``load`` opens it."""
+        manifest = _new_manifest(manifest, dim, modalities, config)
+        index = new_faiss(count, dim, config)
+        if not index.is_trained:
+            sample, rows = _gather(parts(), training_rows(index, count), dim)
+            _check_count(folder, count, rows)
+            index.train(sample)
+        folder.mkdir(parents=True, exist_ok=True)
+        categories: set[str] = set()
+        rows = 0
+        with contextlib.ExitStack() as files:
+            stored, npy, table = (files.enter_context(replacing(folder / name)) for name in CHECKED_FILES)
+            handle = files.enter_context(npy.open("wb"))
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count, dim)})
+            writer = files.enter_context(pq.ParquetWriter(table, _schema(modalities)))
+            for products, vectors in parts():
+                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+                index.add(vectors)
+                handle.write(vectors.tobytes())
+                live = np.zeros(len(products), dtype=bool)
+                weights = _weight_rows(products, modalities)
+                writer.write_table(_arrow_table(_columns(products), live, weights, modalities))
+                categories.update(p.category for p in products if p.category is not None)
+                rows += len(products)
+            _check_count(folder, count, rows)
+            faiss.write_index(index, str(stored))
+        return _seal(folder, manifest, count, rows, sorted(categories))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -274,20 +338,13 @@ class ProductIndex:
         if self.deleted.mean() > COMPACT_FRACTION:
             self.compact()
         folder.mkdir(parents=True, exist_ok=True)
-        columns: dict[str, Any] = {**self.table, "deleted": self.deleted}
-        for i, name in enumerate(self.modalities):
-            columns[f"weight_{name}"] = self.weights[:, i].astype(np.float32)
         with replacing(folder / "index.faiss") as path:
             faiss.write_index(self.index, str(path))
         with replacing(folder / "embeddings.npy") as path:
             np.save(path, self.vectors)
         with replacing(folder / "products.parquet") as path:
-            pq.write_table(pa.table(columns), path)
-        self.manifest.update(count=len(self), rows=len(self.vectors), categories=self.categories())
-        self.manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
-        self.manifest["stamps"] = {name: file_stamp(folder / name) for name in CHECKED_FILES}
-        with replacing(folder / "manifest.json") as path:
-            path.write_text(json.dumps(self.manifest, indent=2))
+            pq.write_table(_arrow_table(self.table, self.deleted, self.weights, self.modalities), path)
+        _seal(folder, self.manifest, len(self), len(self.vectors), self.categories())
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
@@ -317,6 +374,67 @@ class ProductIndex:
             manifest,
             deleted,
         )
+
+
+def _new_manifest(
+    manifest: dict[str, Any], dim: int, modalities: Sequence[str], config: IndexConfig
+) -> dict[str, Any]:
+    """A new FAISS folder's manifest: what the caller knows (model, catalog) plus the store's own."""
+    return {
+        "backend": "faiss",
+        **manifest,
+        "dimension": dim,
+        "modalities": list(modalities),
+        "index": asdict(config),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _seal(folder: Path, manifest: dict[str, Any], count: int, rows: int, categories: list[str]) -> dict[str, Any]:
+    """Record the counts and every checked file's sha256 and stamp in ``manifest``, then write it
+    (last: a folder whose files were not all written has no matching manifest)."""
+    manifest.update(count=count, rows=rows, categories=categories)
+    manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
+    manifest["stamps"] = {name: file_stamp(folder / name) for name in CHECKED_FILES}
+    with replacing(folder / "manifest.json") as path:
+        path.write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _gather(parts: Iterable[Part], rows: np.ndarray, dim: int) -> tuple[np.ndarray, int]:
+    """(the vectors at ``rows`` (sorted) of the parts in one array, the parts' row count): a streamed
+    build's training set, complete only if the parts hold every row the draw was made for."""
+    sample = np.zeros((len(rows), dim), dtype=np.float32)
+    start = taken = 0
+    for _, vectors in parts:
+        wanted = rows[(rows >= start) & (rows < start + len(vectors))]
+        sample[taken : taken + len(wanted)] = vectors[wanted - start]
+        start, taken = start + len(vectors), taken + len(wanted)
+    return sample, start
+
+
+def _check_count(folder: Path, count: int, rows: int) -> None:
+    """A streamed build's parts must hold the ``count`` rows it was sized for."""
+    if rows != count:
+        raise IndexFileError(f"{folder}: expected {count} products, the parts held {rows}")
+
+
+def _schema(modalities: Sequence[str]) -> pa.Schema:
+    """The product table's schema: fixed, so that a table written part by part has one type per column
+    (a part whose categories are all missing would otherwise read as a null column)."""
+    text = [pa.field(name, pa.string()) for name in ("product_id", "title", "category", "image", "metadata")]
+    weights = [pa.field(f"weight_{name}", pa.float32()) for name in modalities]
+    return pa.schema([*text, pa.field("deleted", pa.bool_()), *weights])
+
+
+def _arrow_table(
+    columns: dict[str, list[Any]], deleted: np.ndarray, weights: np.ndarray, modalities: Sequence[str]
+) -> pa.Table:
+    """The product table as stored: the text columns, the deleted flags, one column per modality weight."""
+    data: dict[str, Any] = {**columns, "deleted": deleted}
+    for i, name in enumerate(modalities):
+        data[f"weight_{name}"] = weights[:, i].astype(np.float32)
+    return pa.table(data, schema=_schema(modalities))
 
 
 def _columns(products: Sequence[StoredProduct]) -> dict[str, list[Any]]:
