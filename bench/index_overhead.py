@@ -44,6 +44,17 @@ def synthetic(count: int, seed: int, basis: np.ndarray) -> np.ndarray:
     return out
 
 
+def basis_of(like: Path, dim: int) -> tuple[np.ndarray, str]:
+    """The vectors ``synthetic`` mixes: real product vectors from ``like`` (an index folder's
+    embeddings.npy) when the file exists, else 1000 seeded random unit centres of ``dim``; and a line
+    saying which."""
+    if like.is_file():
+        basis = np.load(like).astype(np.float32)
+        return basis, f"mixtures of the {len(basis)} product vectors in {like}"
+    basis = np.random.default_rng(0).standard_normal((1000, dim), dtype=np.float32)
+    return basis / np.linalg.norm(basis, axis=1, keepdims=True), "mixtures of 1000 random unit centres"
+
+
 def catalog(count: int) -> Catalog:
     """A product table of ``count`` rows with short titles and 50 categories."""
     ids = [f"p{i}" for i in range(count)]
@@ -122,13 +133,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/index_overhead.jsonl"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.like.is_file():
-        basis = np.load(args.like).astype(np.float32)
-        source = f"mixtures of the {len(basis)} product vectors in {args.like}"
-    else:
-        basis = np.random.default_rng(0).standard_normal((1000, args.dim), dtype=np.float32)
-        basis /= np.linalg.norm(basis, axis=1, keepdims=True)
-        source = "mixtures of 1000 random unit centres"
+    basis, source = basis_of(args.like, args.dim)
     dim = basis.shape[1]
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, dim {dim}, {source}", flush=True)
     for size in args.sizes:

@@ -1,6 +1,8 @@
 """HNSW on a real Milvus server vs FAISS HNSW on the same vectors: recall@10, single-query latency, build time.
 
-``--count`` random unit vectors (seeded) go into (a) a FAISS ``ProductIndex`` and (b) a collection made by
+``--count`` synthetic product vectors (seeded mixtures of real product embeddings, or of random centres
+without ``--like``: ``bench/index_overhead.py``'s generator, the shape of real data, where uniform random
+vectors would be HNSW's worst case) go into (a) a FAISS ``ProductIndex`` and (b) a collection made by
 ``MilvusIndex.create`` on a Milvus 2.3 standalone server (the ``milvus`` package, started here as the tests
 start it, tests/milvus_server.py, unless ``--uri`` names a running one), both from the same
 ``IndexConfig(kind="hnsw")``. Each store then answers the same queries one at a time (what a search request
@@ -9,7 +11,7 @@ and p99 per query. FAISS build time is ``ProductIndex.build``; Milvus reports th
 time from the flush (``save``) until the server searches every row through the built index. FAISS runs
 before the server starts, so the two never share the cores.
 
-    python bench/milvus_recall.py --count 100000 --dim 384 --queries 500
+    python bench/milvus_recall.py --count 100000 --queries 500
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from index_overhead import basis_of, synthetic
 
 from make_retrieval.config import IndexConfig
 from make_retrieval.index.faiss_index import ProductIndex
@@ -36,12 +39,6 @@ from milvus_server import milvus_server, wait_until_indexed
 
 MODALITIES = ("title", "image", "fused")
 K = 10
-
-
-def unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:
-    """``count`` random unit vectors (float32)."""
-    vectors = np.random.default_rng(seed).standard_normal((count, dim), dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -131,7 +128,13 @@ def report(row: dict, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument(
+        "--like",
+        type=Path,
+        default=Path("runs/demo/index/embeddings.npy"),
+        help="real product vectors to synthesise from; random centres if the file is absent",
+    )
+    parser.add_argument("--dim", type=int, default=384, help="dimension of the random centres (no --like file)")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--uri", help="a running Milvus server (default: start one)")
     parser.add_argument("--index-timeout", type=float, default=1800, help="seconds the server may take to index")
@@ -139,11 +142,13 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = IndexConfig(kind="hnsw")
-    vectors, queries = unit_vectors(args.count, args.dim, 0), unit_vectors(args.queries, args.dim, 1)
+    basis, source = basis_of(args.like, args.dim)
+    vectors, queries = synthetic(args.count, 1, basis), synthetic(args.queries, 2, basis)
     truth = exact_top(vectors, queries)
     weights = dict(zip(MODALITIES, (1 / 3, 1 / 3, 1 / 3), strict=True))
     products = [StoredProduct(f"p{i}", f"product {i}", f"c{i % 50}", None, weights, {}) for i in range(args.count)]
-    common = {"products": args.count, "dim": args.dim, "queries": args.queries, "cores": os.cpu_count()}
+    common = {"products": args.count, "dim": basis.shape[1], "vectors": source, "queries": args.queries}
+    common |= {"cores": os.cpu_count()}
     common |= {"M": config.hnsw_m, "ef_construction": config.hnsw_ef_construction, "ef_search": config.hnsw_ef_search}
     load = {"load_avg_1m": round(os.getloadavg()[0], 2)}  # the whole machine's, before the runs
     # FAISS first, before the server starts: the two never share the cores
