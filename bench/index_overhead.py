@@ -44,6 +44,17 @@ def synthetic(count: int, seed: int, basis: np.ndarray) -> np.ndarray:
     return out
 
 
+def add_basis_options(parser: argparse.ArgumentParser) -> None:
+    """``--like`` and ``--dim``, the options ``basis_of`` reads."""
+    parser.add_argument(
+        "--like",
+        type=Path,
+        default=Path("runs/demo/index/embeddings.npy"),
+        help="real product vectors to synthesise from; random centres if the file is absent",
+    )
+    parser.add_argument("--dim", type=int, default=384, help="dimension of the random centres (no --like file)")
+
+
 def basis_of(like: Path, dim: int) -> tuple[np.ndarray, str]:
     """The vectors ``synthetic`` mixes: real product vectors from ``like`` (an index folder's
     embeddings.npy) when the file exists, else 1000 seeded random unit centres of ``dim``; and a line
@@ -121,13 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--kinds", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument(
-        "--like",
-        type=Path,
-        default=Path("runs/demo/index/embeddings.npy"),
-        help="real product vectors to synthesise from; random centres if the file is absent",
-    )
-    parser.add_argument("--dim", type=int, default=384, help="dimension of the random centres (no --like file)")
+    add_basis_options(parser)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/index_overhead.jsonl"))

@@ -21,6 +21,7 @@ most 256 rows per list either way, so the training sample, not the catalog, sets
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -123,12 +124,12 @@ def main() -> None:
         seconds = make_shards(run, data, shard_dir, args.shard_size, args.batch_size)
         print(json.dumps({"count": args.count, "shards_embedded_s": round(seconds)}), flush=True)
         common = ["embed", "--run-dir", str(run), "--data", str(data), "--shard-size", str(args.shard_size)]
-        for code in args.code or [Path(".")]:
-            for kind in args.index or ["flat", "ivfpq"]:
-                out = linked(shard_dir, root / f"faiss-{len(list(root.iterdir()))}")
-                knobs = ["--index", kind, *(["--ivf-lists", str(args.ivf_lists)] if kind == "ivfpq" else [])]
-                measured = peak_rss(code, [*common, "--out", str(out), *knobs])
-                report(args.count, f"faiss {kind} ({code})", *measured)
+        targets = itertools.product(args.code or [Path(".")], args.index or ["flat", "ivfpq"])
+        for n, (code, kind) in enumerate(targets):
+            out = linked(shard_dir, root / f"faiss-{n}")
+            knobs = ["--index", kind, *(["--ivf-lists", str(args.ivf_lists)] if kind == "ivfpq" else [])]
+            measured = peak_rss(code, [*common, "--out", str(out), *knobs])
+            report(args.count, f"faiss {kind} ({code})", *measured)
         with milvus_server(root / "milvus") as uri:
             out = linked(shard_dir, root / "milvus-index")
             measured = peak_rss(Path("."), [*common, "--out", str(out), "--milvus-uri", uri])

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from index_overhead import basis_of, synthetic
+from index_overhead import add_basis_options, basis_of, synthetic
 
 from make_retrieval.config import IndexConfig
 from make_retrieval.index.faiss_index import ProductIndex
@@ -128,13 +128,7 @@ def report(row: dict, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
-    parser.add_argument(
-        "--like",
-        type=Path,
-        default=Path("runs/demo/index/embeddings.npy"),
-        help="real product vectors to synthesise from; random centres if the file is absent",
-    )
-    parser.add_argument("--dim", type=int, default=384, help="dimension of the random centres (no --like file)")
+    add_basis_options(parser)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--uri", help="a running Milvus server (default: start one)")
     parser.add_argument("--index-timeout", type=float, default=1800, help="seconds the server may take to index")

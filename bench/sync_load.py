@@ -33,11 +33,12 @@ from pymilvus import MilvusClient
 from serve_load import load, wait_healthy
 
 from make_retrieval.index.folder import open_store
-from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.pipeline import SyncReport, sync_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from milvus_server import milvus_server, wait_until_indexed
+
+from helpers import milvus_writes
 
 COLLECTION = "products"
 
@@ -64,24 +65,10 @@ def change_catalog(data: Path, share: float, seed: int = 1) -> dict[str, list[st
 
 def counted_sync(index: Path, data: Path) -> tuple[SyncReport, dict[str, list[str]], float]:
     """``sync_index`` with the ids it upserts and deletes on the server recorded; and its seconds."""
-    sent: dict[str, list[str]] = {"upserted": [], "deleted": []}
-    add, delete = MilvusIndex.add, MilvusIndex.delete
-
-    def counting_add(self: MilvusIndex, products: list, vectors: object) -> None:
-        sent["upserted"] += [p.product_id for p in products]
-        add(self, products, vectors)
-
-    def counting_delete(self: MilvusIndex, product_ids: list[str]) -> int:
-        sent["deleted"] += list(product_ids)
-        return delete(self, product_ids)
-
-    MilvusIndex.add, MilvusIndex.delete = counting_add, counting_delete
-    try:
+    with milvus_writes() as sent:
         started = time.perf_counter()
         report = sync_index(index, data)
         return report, sent, time.perf_counter() - started
-    finally:
-        MilvusIndex.add, MilvusIndex.delete = add, delete
 
 
 def cli(*args: str) -> subprocess.Popen:

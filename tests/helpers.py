@@ -1,6 +1,7 @@
 """Test helpers shared by the test modules: a small real-format data directory (coloured product
 photos and titles, every table format from the same rows), a tiny random BERT, tiny model configs,
-batches, a tiny trained index, and checks used by more than one module. Fixtures stay in conftest.py.
+batches, a tiny trained index, a count of the writes sent to Milvus, and checks used by more than one
+module. Fixtures stay in conftest.py.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from make_retrieval.config import Config, ImageEncoderConfig, ModelConfig, TextE
 from make_retrieval.data.batches import Batch, BatchBuilder, ClickDataset, Pixels, SimilarQueries
 from make_retrieval.data.keywords import KeywordExtractor
 from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.model.encoders import resolve_text_path
 from make_retrieval.query_encoder import QueryEncoder
 
@@ -175,3 +179,25 @@ def assert_same_embeddings(onnx: QueryEncoder, torch_encoder: QueryEncoder, quer
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert cosine.min() > 0.999, cosine.min()
         np.testing.assert_allclose(weights_a, weights_b, atol=1e-4)
+
+
+@contextmanager
+def milvus_writes() -> Iterator[dict[str, list[str]]]:
+    """While open, every ``MilvusIndex.add`` and ``delete`` records the product ids it sends to Milvus
+    under "upserted" and "deleted" of the yielded dict: what a sync really touches on the server."""
+    sent: dict[str, list[str]] = {"upserted": [], "deleted": []}
+    add, delete = MilvusIndex.add, MilvusIndex.delete
+
+    def counting_add(self: MilvusIndex, products: list, vectors: object) -> None:
+        sent["upserted"] += [p.product_id for p in products]
+        add(self, products, vectors)
+
+    def counting_delete(self: MilvusIndex, product_ids: list[str]) -> int:
+        sent["deleted"] += list(product_ids)
+        return delete(self, product_ids)
+
+    MilvusIndex.add, MilvusIndex.delete = counting_add, counting_delete
+    try:
+        yield sent
+    finally:
+        MilvusIndex.add, MilvusIndex.delete = add, delete

@@ -14,10 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import build_tiny_index, make_data_dir, write_table
+from helpers import build_tiny_index, make_data_dir, milvus_writes, write_table
 from make_retrieval.cli import app
 from make_retrieval.index.folder import open_store
-from make_retrieval.index.milvus_index import MilvusIndex
 from make_retrieval.pipeline import sync_index, to_milvus
 from make_retrieval.retrieval import open_index
 from make_retrieval.serve.app import create_app
@@ -98,7 +97,7 @@ def test_sync_refuses_another_catalog_folder(built: tuple[Path, Path], tmp_path:
 
 @pytest.mark.slow
 def test_sync_on_a_milvus_server_touches_only_the_changes_and_search_keeps_answering(
-    built: tuple[Path, Path], tmp_path: Path, milvus_uri: str, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Path, Path], tmp_path: Path, milvus_uri: str
 ) -> None:
     """On a real server: sync sends exactly the added and changed products' rows and the deleted
     ids (counted where they leave for Milvus), while the service searches the same collection."""
@@ -106,19 +105,6 @@ def test_sync_on_a_milvus_server_touches_only_the_changes_and_search_keeps_answe
     index = tmp_path / "server-index"
     copy = to_milvus(faiss_index, milvus_uri, f"sync_{uuid.uuid4().hex[:8]}", index)
     assert len(copy) == 32
-    sent: dict[str, list[str]] = {"upserted": [], "deleted": []}
-    add, delete = MilvusIndex.add, MilvusIndex.delete
-
-    def counting_add(self: MilvusIndex, products: list, vectors: object) -> None:
-        sent["upserted"] += [p.product_id for p in products]
-        add(self, products, vectors)
-
-    def counting_delete(self: MilvusIndex, product_ids: list[str]) -> int:
-        sent["deleted"] += list(product_ids)
-        return delete(self, product_ids)
-
-    monkeypatch.setattr(MilvusIndex, "add", counting_add)
-    monkeypatch.setattr(MilvusIndex, "delete", counting_delete)
     client = TestClient(create_app(open_index(index, encoder="torch"), data_dir))
     statuses: list[int] = []
     syncing = threading.Event()
@@ -131,7 +117,8 @@ def test_sync_on_a_milvus_server_touches_only_the_changes_and_search_keeps_answe
     syncing.set()
     searching = threading.Thread(target=search_while_syncing)
     searching.start()
-    report = sync_index(index, data_dir)
+    with milvus_writes() as sent:
+        report = sync_index(index, data_dir)
     syncing.clear()
     searching.join()
     assert (report.added, report.updated, report.deleted, report.unchanged) == (1, 2, 1, 29)
