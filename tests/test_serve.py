@@ -108,6 +108,8 @@ def test_an_image_path_leaving_the_catalog_is_never_served(served_index: Path, t
         ("post", "/search", {"query": ["red"]}, "query: Input should be a valid string"),
         ("post", "/search", {"query": None}, "query: Input should be a valid string"),
         ("post", "/search", {"query": "\t\n "}, "query: must not be blank"),
+        ("post", "/search", {"query": "\u0085"}, "query: must not be blank"),  # whitespace to Unicode only
+        ("post", "/search", {"query": "\ufeff "}, "query: must not be blank"),  # whitespace to ECMA-262 only
         ("post", "/search", {"query": "red", "colour": "x"}, "colour: Extra inputs are not permitted"),
         ("post", "/search", {"query": "red", "category": "c" * 300}, "category: String should have at most 256"),
         ("post", "/search/batch", {"queries": []}, "queries: List should have at least 1 item"),

@@ -36,8 +36,11 @@ MAX_BATCH = 64
 #: valid request, a batch of 64 queries of 256 characters each written as JSON \uXXXX escapes
 #: (6 bytes a character), is about 100 KB.
 MAX_BODY_BYTES = 128 * 1024
-#: At least one character that is not whitespace: a blank query has nothing to search for.
-NOT_BLANK = r"\S"
+#: At least one character that is not whitespace: a blank query has nothing to search for. ``\S``
+#: alone means two things: the validator (pydantic's Rust regex, Unicode White_Space) counts U+0085
+#: as whitespace and U+FEFF not, while readers of the OpenAPI spec (ECMA-262 regex, as JSON Schema
+#: says) do the opposite; excluding both by name makes the service and its spec agree.
+NOT_BLANK = "[^\\s\u0085\ufeff]"
 #: Where FastAPI says an invalid input came from (the first element of an error's ``loc``).
 REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
 PAGE = Path(__file__).with_name("page.html")
