@@ -24,10 +24,11 @@ Needs pandas, which make_retrieval itself does not depend on: it is in the proje
 and the standard library are used.
 
 main() runs one function per stage, each passing typed values to the next: parse_args,
-read_catalog, choose_products, clean_titles, choose_intents, derive_queries, split_queries,
-synthesise_clicks, judge_relevance, check_pairs, copy_photos, write_tables, build_stats,
-write_report, print_summary. The stages live in the package fashion_derive/ next to this file,
-one module per concern (its __init__.py lists them).
+read_catalog, derive_pairs (choose_products, clean_titles, choose_intents, derive_queries,
+split_queries, synthesise_clicks, judge_relevance, check_pairs), copy_photos, write_tables,
+build_stats, write_report, print_summary. The stages live in the package fashion_derive/ next to
+this file, one module per concern (its __init__.py lists them); scripts/derive_protocol.py runs
+the same stages with other splits.
 
 Usage:
     python scripts/derive_fashion_queries.py --source /work/shared/data/fashion-products \\
@@ -50,39 +51,22 @@ import sys
 # (runpy.run_path, importlib, as tests/test_derive_colour.py does) it does not, so add it here.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-try:
-    from fashion_derive.catalog import choose_products, read_catalog
-    from fashion_derive.cli import parse_args
-    from fashion_derive.output import copy_photos, write_tables
-    from fashion_derive.pairs import Pairs, check_pairs, eval_caps, judge_relevance, split_queries, synthesise_clicks
-    from fashion_derive.queries import choose_intents, derive_queries
-    from fashion_derive.relevance import ProductIndex
-    from fashion_derive.report import build_stats, print_summary, write_report
-    from fashion_derive.titles import clean_titles
-except ModuleNotFoundError as e:  # pandas is a dev extra, not a dependency of make_retrieval
-    if e.name != "pandas":
-        raise
-    raise SystemExit("derive_fashion_queries.py needs pandas: pip install -e '.[dev]'") from None
+from fashion_derive.catalog import read_catalog
+from fashion_derive.cli import parse_args
+from fashion_derive.derive import derive_pairs
+from fashion_derive.output import copy_photos, write_tables
+from fashion_derive.report import build_stats, print_summary, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stages in order (see the module docstring); 0 on success."""
     opts = parse_args(argv, description=__doc__.split("\n\n")[0])
     catalog = read_catalog(opts.source)
-    products = choose_products(catalog, opts)
-    titles = clean_titles(products, catalog.colours, opts.strip_colour)
-    intents = choose_intents(products, opts.max_intents, opts.seed)
-    queries = derive_queries(intents.kept, opts.seed)
-    by_split = split_queries(queries.surfaces, opts.seed)
-    index = ProductIndex(products)
-    clicks = synthesise_clicks(by_split["train"], index, opts.seed)
-    judged = judge_relevance(by_split, index, eval_caps(opts, len(products)), opts.seed)
-    check_pairs(by_split, clicks, judged, index)
-    pairs = Pairs(by_split, judged, {"train": clicks, **judged.rows})
-    n_images = copy_photos(catalog.images_tar, products, opts.out)
-    write_tables(opts.out, products, titles, pairs.rows)
-    stats = build_stats(catalog, products, n_images, intents, queries, pairs, titles)
-    write_report(opts, stats, judged)
+    d = derive_pairs(catalog, opts)
+    n_images = copy_photos(catalog.images_tar, d.products, opts.out)
+    write_tables(opts.out, d.products, d.titles, d.pairs.rows)
+    stats = build_stats(catalog, d.products, n_images, d.intents, d.queries, d.pairs, d.titles)
+    write_report(opts, stats, d.pairs.judged)
     print_summary(stats, opts.out)
     return 0
 

@@ -24,11 +24,12 @@ pytest.importorskip("pandas")  # the script's only dependency outside the projec
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "derive_fashion_queries.py"
 
 
-def load_script():
-    name = "derive_fashion_queries_under_test"
+def load_script(script: Path = SCRIPT):
+    """The script as a module (tests/test_derive_protocol.py loads derive_protocol.py with it)."""
+    name = f"{script.stem}_under_test"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    spec = importlib.util.spec_from_file_location(name, script)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
@@ -71,39 +72,45 @@ STRIPPED = {
 }
 
 
-def make_source(root: Path) -> Path:
-    rows, tar_bytes = [], io.BytesIO()
+def write_source(root: Path, rows: list[dict]) -> Path:
+    """A source folder like the real one: products.parquet of `rows` and images.tar.gz with a tiny JPEG
+    per row (tests/test_derive_protocol.py builds its source with it)."""
+    tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w:gz") as tf:
-        n = 0
-        for brand, gender, word, atype, master, sub, usage in TYPES:
-            for i, colour in enumerate(COLOURS):
-                for j in range(2):  # two products per (type, colour): every intent has >= 2 matches
-                    decor = DECOR[(i + j) % len(DECOR)].format(c=colour)
-                    pid = f"{1000 + n}"
-                    n += 1
-                    rows.append(
-                        {
-                            "product_id": pid,
-                            "title": f"{brand} {gender} {decor} {word}",
-                            "image": f"images/{pid}.jpg",
-                            "master_category": master,
-                            "sub_category": sub,
-                            "article_type": atype,
-                            "base_colour": colour,
-                            "usage": usage if j == 0 else "Sports",
-                        }
-                    )
-                    buf = io.BytesIO()
-                    Image.new("RGB", (4, 4), (10 * i, 20 * j, 30)).save(buf, format="JPEG")
-                    info = tarfile.TarInfo(f"images/{pid}.jpg")
-                    info.size = buf.tell()
-                    info.mtime = 0
-                    buf.seek(0)
-                    tf.addfile(info, buf)
+        for n, row in enumerate(rows):
+            buf = io.BytesIO()
+            Image.new("RGB", (4, 4), (n % 256, 20 * (n % 13), 30)).save(buf, format="JPEG")
+            info = tarfile.TarInfo(f"images/{row['product_id']}.jpg")
+            info.size = buf.tell()
+            info.mtime = 0
+            buf.seek(0)
+            tf.addfile(info, buf)
     root.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), root / "products.parquet")
     (root / "images.tar.gz").write_bytes(tar_bytes.getvalue())
     return root
+
+
+def make_source(root: Path) -> Path:
+    rows = []
+    for brand, gender, word, atype, master, sub, usage in TYPES:
+        for i, colour in enumerate(COLOURS):
+            for j in range(2):  # two products per (type, colour): every intent has >= 2 matches
+                decor = DECOR[(i + j) % len(DECOR)].format(c=colour)
+                pid = f"{1000 + len(rows)}"
+                rows.append(
+                    {
+                        "product_id": pid,
+                        "title": f"{brand} {gender} {decor} {word}",
+                        "image": f"images/{pid}.jpg",
+                        "master_category": master,
+                        "sub_category": sub,
+                        "article_type": atype,
+                        "base_colour": colour,
+                        "usage": usage if j == 0 else "Sports",
+                    }
+                )
+    return write_source(root, rows)
 
 
 @pytest.fixture(scope="module")

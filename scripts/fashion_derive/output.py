@@ -27,22 +27,26 @@ def write_table(path: str, columns: dict[str, list], schema: pa.Schema) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=False)
 
 
-def copy_photos(images_tar: str, products: pd.DataFrame, out: str) -> int:
-    """Create `out` and replace OUT/images with the products' photos; returns how many were copied."""
+def copy_photos(images_tar: str, products: pd.DataFrame, out: str, photos: bool = True) -> int:
+    """Create `out` and replace OUT/images with the products' photos (none with `photos` off, for a
+    text-only catalog); returns how many were copied."""
     os.makedirs(out, exist_ok=True)
     img_dir = os.path.join(out, "images")
     if os.path.isdir(img_dir):
         shutil.rmtree(img_dir)
-    return copy_images(images_tar, set(products["product_id"]), img_dir)
+    return copy_images(images_tar, set(products["product_id"]), img_dir) if photos else 0
 
 
-def write_tables(out: str, products: pd.DataFrame, titles: Titles, rows: dict[str, list[tuple]]) -> None:
-    """Write products.parquet (no base_colour with --strip-colour) and train/valid/test.parquet."""
+def write_tables(
+    out: str, products: pd.DataFrame, titles: Titles, rows: dict[str, list[tuple]], photos: bool = True
+) -> None:
+    """Write products.parquet (no base_colour with --strip-colour; a null image for every product without
+    `photos`, which make_retrieval reads as text-only) and train/valid/test.parquet."""
     s = pa.string()
     columns = {
         "product_id": list(products["product_id"]),
         "title": titles.titles,
-        "image": [f"images/{pid}.jpg" for pid in products["product_id"]],
+        "image": [f"images/{pid}.jpg" if photos else None for pid in products["product_id"]],
         "category": list(products["article_type"]),
         "master_category": list(products["master_category"]),
         "sub_category": list(products["sub_category"]),

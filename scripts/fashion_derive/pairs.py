@@ -17,6 +17,8 @@ TRAIN_FRAC, VALID_FRAC = 0.7, 0.1  # of each kind's intents; test gets the rest
 
 Query = tuple[str, Intent]  # (query string, the intent it renders)
 SplitQueries = dict[str, dict[str, list[Query]]]  # split -> intent kind -> queries
+Clicks = list[tuple[str, str, float]]  # (query, product_id, weight): the rows of train.parquet
+SPLITS = ("train", "valid", "test")
 
 
 class Caps(NamedTuple):
@@ -34,6 +36,14 @@ class Judged(NamedTuple):
     caps: Caps
 
 
+class Split(NamedTuple):
+    """The queries of each split and the clicks of train, as a splitter (derive.Splitter) makes them."""
+
+    by_split: SplitQueries
+    clicks: Clicks
+    notes: dict  # what the splitter did, for stats.json ({} for the split of derive_fashion_queries.py)
+
+
 class Pairs(NamedTuple):
     """The rows of train/valid/test.parquet and the queries they come from."""
 
@@ -42,9 +52,8 @@ class Pairs(NamedTuple):
     rows: dict[str, list[tuple]]  # train: (query, product_id, weight); valid/test: as in Judged.rows
 
 
-def split_queries(surfaces: dict[Intent, list[str]], seed: int) -> SplitQueries:
-    """Split the intents per kind 70/10/20 into train/valid/test, so that eval intents are unseen in training."""
-    intents = sorted(surfaces)
+def split_of_intents(intents: list[Intent], seed: int) -> dict[Intent, str]:
+    """Each intent's split: per kind a seeded shuffle, 70/10/20 into train/valid/test."""
     split_of: dict[Intent, str] = {}
     for kind, _ in KINDS:
         items = sorted(it for it in intents if it.kind == kind)
@@ -53,14 +62,24 @@ def split_queries(surfaces: dict[Intent, list[str]], seed: int) -> SplitQueries:
         n_va = round(VALID_FRAC * len(items))
         for i, it in enumerate(items):
             split_of[it] = "train" if i < n_tr else "valid" if i < n_tr + n_va else "test"
-    by_split: SplitQueries = {s: defaultdict(list) for s in ("train", "valid", "test")}
-    for it in intents:
+    return split_of
+
+
+def group_queries(surfaces: dict[Intent, list[str]], split_of: dict[Intent, str]) -> SplitQueries:
+    """The query strings of each split by intent kind, each intent in the split `split_of` gives it."""
+    by_split: SplitQueries = {s: defaultdict(list) for s in SPLITS}
+    for it in sorted(surfaces):
         for s in surfaces[it]:
             by_split[split_of[it]][it.kind].append((s, it))
     return by_split
 
 
-def synthesise_clicks(train: dict[str, list[Query]], index: ProductIndex, seed: int) -> list[tuple[str, str, float]]:
+def split_queries(surfaces: dict[Intent, list[str]], seed: int) -> SplitQueries:
+    """Split the intents per kind 70/10/20 into train/valid/test, so that eval intents are unseen in training."""
+    return group_queries(surfaces, split_of_intents(sorted(surfaces), seed))
+
+
+def synthesise_clicks(train: dict[str, list[Query]], index: ProductIndex, seed: int) -> Clicks:
     """(query, product_id, 1.0) for up to CLICKS_PER_QUERY sampled relevance-2 products: the training signal."""
     clicks = []
     for q, it in sorted(q for v in train.values() for q in v):
@@ -90,9 +109,7 @@ def judge_relevance(by_split: SplitQueries, index: ProductIndex, caps: Caps, see
     return Judged(queries, rows, caps)
 
 
-def check_pairs(
-    by_split: SplitQueries, clicks: list[tuple[str, str, float]], judged: Judged, index: ProductIndex
-) -> None:
+def check_pairs(by_split: SplitQueries, clicks: Clicks, judged: Judged, index: ProductIndex) -> None:
     """Assert that the set algebra agrees with grade() and that no query or eval intent is in two splits."""
     for _, it in (judged.queries["valid"] + judged.queries["test"])[:200]:
         assert index.graded(it) == index.relevant(it), it

@@ -7,12 +7,13 @@ import json
 import os
 import statistics
 from collections import Counter
+from typing import NamedTuple
 
 import pandas as pd
 
 from .catalog import Catalog
 from .cli import Options
-from .pairs import Judged, Pairs
+from .pairs import Caps, Judged, Pairs
 from .queries import IntentChoice, Queries
 from .sampling import rng_for, sample_sorted
 from .titles import Titles
@@ -103,20 +104,36 @@ def command_line(opts: Options) -> str:
     return cmd
 
 
-def write_report(opts: Options, stats: dict, judged: Judged) -> None:
-    """Write stats.json and README.md: the directory's counts, origin and definitions, for its readers."""
+class ReadmeParts(NamedTuple):
+    """What the README.md of a derive_fashion_queries.py output and of a protocol split differ in."""
+
+    heading: str  # the title line, and for a protocol split the paragraph on what it measures
+    script: str  # the script that writes the directory
+    cmd: str  # the command that reproduces it
+    splits: str  # the body of the Splits section
+    photos: bool = True  # False: no images/ folder and a null image column
+    same_as: str = "the same command without `--strip-colour`"  # what the colour-strip section compares with
+
+
+def demo_parts(opts: Options, caps: Caps) -> ReadmeParts:
+    """The README parts of derive_fashion_queries.py's output."""
+    return ReadmeParts(
+        "# Fashion products with simulated shopper queries",
+        "scripts/derive_fashion_queries.py",
+        command_line(opts),
+        DEMO_SPLITS.format(valid_cap=caps.valid, test_cap=caps.test),
+    )
+
+
+def write_report(opts: Options, stats: dict, judged: Judged, parts: ReadmeParts | None = None) -> None:
+    """Write stats.json and README.md (`parts`: the demo's by default): the directory's counts, origin and
+    definitions, for its readers."""
     with open(os.path.join(opts.out, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=1, sort_keys=False)
         f.write("\n")
     examples = sample_sorted(rng_for(opts.seed, "readme"), [q for q, _ in judged.queries["test"]], 12)
     text = readme_text(
-        stats,
-        command_line(opts),
-        examples,
-        opts.products,
-        judged.caps.valid,
-        judged.caps.test,
-        stats.get("colour_strip"),
+        stats, examples, opts.products, parts or demo_parts(opts, judged.caps), stats.get("colour_strip")
     )
     with open(os.path.join(opts.out, "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
@@ -158,9 +175,9 @@ def print_summary(stats: dict, out: str) -> None:
 # README.md
 # --------------------------------------------------------------------------------------------
 
-README_TEMPLATE = """# Fashion products with simulated shopper queries
+README_TEMPLATE = """{heading}
 
-A data directory in the format of METHOD.md ("Formats"): real fashion products with photos and
+A data directory in the format of METHOD.md ("Formats"): real fashion products with {photos_and}
 titles, and **simulated** shopper queries with **graded relevance derived from catalog attributes**
 (no real clicks or human judgements exist for this catalog).
 
@@ -168,7 +185,7 @@ titles, and **simulated** shopper queries with **graded relevance derived from c
 Products, titles, attributes and photos (60x80 JPEG) come from the "Fashion Product Images (Small)"
 data set (Param Aggarwal, published on Kaggle; MIT licence as published there), 44,072 products of an
 Indian e-commerce catalog. Queries, clicks, relevance grades and the gender column are derived by
-`scripts/derive_fashion_queries.py` of this repository (deterministic; rerunning gives byte-identical
+`{script}` of this repository (deterministic; rerunning gives byte-identical
 files):
 
     {cmd}
@@ -176,14 +193,14 @@ files):
 Subset: {subset}. Only products whose image is in the source archive are used.
 
 ## Files
-- `products.parquet`: `product_id`, `title`, `image` (`images/<product_id>.jpg`), `category`
+- `products.parquet`: `product_id`, `title`, `image` ({image_col}), `category`
   (= `article_type`, for per-category metrics), `master_category`, `sub_category`, `article_type`,
   {base_colour_col}`usage`, `gender` (parsed from the title: Men/Women/Boys/Girls/Unisex, the first such
   word after removing the brand "Mr. Men"; null if none). Sorted by `product_id`.
 - `train.parquet`: `query`, `product_id`, `weight` (1.0): simulated clicks.
 - `valid.parquet`, `test.parquet`: `query`, `product_id`, `relevance` (1 or 2); products not listed
   are not relevant.
-- `images/`: one JPEG per product.
+- {images_line}
 - `stats.json`: counts and relevance statistics; `README.md`: this file.
 
 ## Counts
@@ -239,19 +256,19 @@ matches the parsed `gender`, and Unisex products match both men and women querie
 match only Boys and Girls). A type-only query has every product of that type at relevance 2.
 
 ## Splits
-Intents, not only strings, are split (per kind, seeded shuffle): 70% train, 10% valid, 20% test,
+{splits}
+{strip_section}"""
+
+DEMO_SPLITS = """Intents, not only strings, are split (per kind, seeded shuffle): 70% train, 10% valid, 20% test,
 so valid and test intents are unseen in training and no valid/test query string occurs in train.
 Train: for each train query string, up to 8 of its relevance-2 products, sampled, as clicks with
 weight 1.0. Valid/test: every relevant product (relevance 1 and 2) of each query; queries are
 capped at {valid_cap} (valid) and {test_cap} (test), sampled stratified over intent kinds.
 Relevance comes from attributes only: e.g. a product whose title says "Black" but whose
-`base_colour` is "Grey" counts as grey.
-{strip_section}"""
+`base_colour` is "Grey" counts as grey."""
 
 
-def readme_text(
-    st: dict, cmd: str, examples: list[str], n_req: int, valid_cap: int, test_cap: int, strip: dict | None = None
-) -> str:
+def readme_text(st: dict, examples: list[str], n_req: int, parts: ReadmeParts, strip: dict | None = None) -> str:
     """README.md of the output directory from its stats: origin, licence, counts and definitions."""
 
     def fmt(d: dict) -> str:
@@ -266,8 +283,13 @@ def readme_text(
     )
     q, pairs = st["queries"], st["pairs"]
     return README_TEMPLATE.format(
-        cmd=cmd,
+        heading=parts.heading,
+        script=parts.script,
+        cmd=parts.cmd,
         subset=subset,
+        image_col="`images/<product_id>.jpg`" if parts.photos else "null: no photo, every product is text-only",
+        images_line="`images/`: one JPEG per product." if parts.photos else "no `images/` folder.",
+        photos_and="photos and" if parts.photos else "their",
         base_colour_col="`base_colour`, " if strip is None else "",
         products=st["products"],
         article_types=st["article_types"],
@@ -288,20 +310,19 @@ def readme_text(
             for k, _ in KINDS
         ),
         examples="\n".join(f"- `{q}`" for q in examples),
-        valid_cap=valid_cap,
-        test_cap=test_cap,
-        strip_section="" if strip is None else strip_readme_text(strip),
+        splits=parts.splits,
+        strip_section="" if strip is None else strip_readme_text(strip, parts.same_as),
     )
 
 
-def strip_readme_text(st: dict) -> str:
-    """README.md's section on --strip-colour, from stats.json's colour_strip."""
+def strip_readme_text(st: dict, same_as: str) -> str:
+    """README.md's section on --strip-colour, from stats.json's colour_strip; `same_as` is what it compares with."""
     top = ", ".join(f"{w} {n}" for w, n in list(st["removed_words"].items())[:25])
     return f"""
 ## Colour only in the photo (--strip-colour)
 Titles have no colour and no pattern words, and `products.parquet` has no `base_colour` column, so
 a colour query ("women red dress") can only be answered from the photo. Queries, relevance grades,
-splits and the product selection are those of the same command without `--strip-colour` (relevance
+splits and the product selection are those of {same_as} (relevance
 still comes from the source's `base_colour`; the gender is parsed from the full title); only the
 `title` column differs and `base_colour` is left out.
 
