@@ -74,8 +74,6 @@ def run_benchmark(
         for name in trained:
             variant = with_variant(config, name)
             variant.train.seed = seed
-            # one epoch: the best checkpoint is the last, so skip the extra whole-catalog validation
-            variant.train.validate = variant.train.epochs is None or variant.train.epochs > 1
             run_dir = out / name / f"seed{seed}"
             record = _finished(run_dir, variant)
             if record is None:

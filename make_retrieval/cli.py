@@ -363,14 +363,15 @@ def benchmark(
     ),
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (first-seed, first-seed + 1, ...).")] = 3,
     first_seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 0,
-    config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/benchmark.yaml).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (default: the library defaults, what 'train' uses).")
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps for every run.")] = None,
 ) -> None:
     """Train and evaluate each model over seeds; write one Markdown and JSON table."""
     from make_retrieval.benchmark import run_benchmark
-    from make_retrieval.pipeline import BENCHMARK_CONFIG
 
-    cfg = Config.load(config or BENCHMARK_CONFIG)
+    cfg = Config.load(config)
     if max_steps is not None:
         cfg.train.max_steps = max_steps
     names = [m.strip() for m in models.split(",") if m.strip()]

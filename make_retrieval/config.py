@@ -38,7 +38,8 @@ class TextEncoderConfig:
     max_length: int = 32
     #: Keep only the first N transformer layers (None = all): a speed knob for CPUs.
     num_layers: int | None = None
-    #: Freeze the embeddings and the first N layers: cheaper backward, keeps pretrained lexicon.
+    #: Freeze the embeddings and the first N layers: cheaper backward, keeps pretrained lexicon;
+    #: -1 freezes the whole tower (then kept in eval mode: no dropout, its features never change).
     freeze_layers: int = 0
 
 
@@ -74,7 +75,10 @@ class ModelConfig:
     title_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(max_length=48))
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     #: Dimension of each modality's normalised projection; the index dimension is M times this.
-    embed_dim: int = 128
+    #: None (the default) = the text towers' width; then the title projection and every query
+    #: projection start as the identity, so the untrained model ranks by the pretrained encoder's
+    #: own query-title similarity (docs/DESIGN.md, "A zero-shot start").
+    embed_dim: int | None = None
     #: Product modalities in the index vector: title, image, and fused (title x image).
     title_modality: bool = True
     image_modality: bool = True
@@ -88,6 +92,10 @@ class ModelConfig:
     keyword_enhancement: bool = True
     #: Hidden width of the Modal Adaptation MLPs.
     adaptation_hidden: int = 128
+    #: The title's share of the Modal Adaptation weights at step 0 (query and product; the rest is
+    #: split evenly): the still-random image and fused parts then barely move the untrained model's
+    #: ranking, and MA learns how far to move off the title. None = uniform at step 0.
+    initial_title_weight: float | None = 0.9
     #: Keywords kept per product (Keyword Enhancement part 1).
     num_keywords: int = 6
 
@@ -124,15 +132,16 @@ class TrainConfig:
     #: Passes over the click log; None (the default) = as many as ``min_steps`` needs, at least one.
     epochs: int | None = None
     #: With ``epochs`` unset, train for at least this many steps: a small click log gets several
-    #: passes, a large one one (docs/DESIGN.md, "Training length").
-    min_steps: int = 300
+    #: passes, a large one one (docs/DESIGN.md, "Training length"). 150: on the small-log split
+    #: validation peaked by step 60 and stayed flat to 150 (docs/RESULTS.md).
+    min_steps: int = 150
     max_steps: int | None = None
     #: Validate at an epoch end once this many steps have passed since the last validation (the
     #: final epoch always validates), so a tiny log's short epochs do not each search the catalog.
     validate_every: int = 50
     #: Stop after this many validations without a better ``valid_metric`` (0 = never stop early);
     #: best.pt keeps the best model either way.
-    patience: int = 3
+    patience: int = 2
     #: The validation metric that picks best.pt and drives early stopping (one of evaluate.METRICS).
     valid_metric: str = "ndcg@10"
     batch_size: int = 64
@@ -165,6 +174,16 @@ class TrainConfig:
     validate: bool = True
     #: Validation queries used per epoch (0 = all); the full catalog is always searched.
     max_valid_queries: int = 0
+    #: When ``valid`` is absent or more than ``max_seen_valid`` of its queries also occur in the click
+    #: log, hold out ``holdout_share`` of the training queries (all their clicks) as the validation set
+    #: (train/holdout.py); False validates on ``valid`` as it is (or not at all without one).
+    valid_holdout: bool = True
+    holdout_share: float = 0.1
+    max_seen_valid: float = 0.5
+    #: After training, mix the best model's pretrained parts with their pretrained weights (WiSE-FT,
+    #: train/wise_ft.py) at each of these shares of the tuned weights, keeping the mixture that
+    #: validates best; "" = off. Needs validation.
+    wise_ft: str = "0.25,0.5,0.75"
     #: Steps of image-tower warm-up against the frozen title tower before training (train/image_warmup.py);
     #: for a randomly initialised image tower. 0 = off (e.g. when loading pretrained image weights).
     image_warmup_steps: int = 0

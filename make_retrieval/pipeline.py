@@ -34,7 +34,6 @@ from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_CONFIG = PACKAGE_DIR / "configs" / "demo.yaml"
-BENCHMARK_CONFIG = PACKAGE_DIR / "configs" / "benchmark.yaml"
 #: The vendored catalog lives in the repository (data/demo), next to the package.
 DEMO_DATA = PACKAGE_DIR.parent / "data" / "demo"
 BASELINES = ("bm25",)

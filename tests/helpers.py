@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -135,17 +136,15 @@ def save_tiny_bert(folder: Path, dropout: float = 0.1) -> Path:
     return folder
 
 
-def tiny_model_config(bert: Path, **switches: bool) -> ModelConfig:
-    """Every tower tiny; ``switches`` set fusion / modal_adaptation / keyword_enhancement."""
+def tiny_model_config(bert: Path, **switches: Any) -> ModelConfig:
+    """Every tower tiny; ``switches`` set fusion / modal_adaptation / keyword_enhancement / embed_dim..."""
+    settings: dict[str, Any] = {"embed_dim": 8, "fusion_layers": 1, "adaptation_hidden": 8, **switches}
     return ModelConfig(
         query_encoder=TextEncoderConfig(path=str(bert), max_length=8),
         title_encoder=TextEncoderConfig(path=str(bert), max_length=16),
         image_encoder=ImageEncoderConfig(
             backbone="vit", image_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2),
-        embed_dim=8,
-        fusion_layers=1,
-        adaptation_hidden=8,
-        **switches,
+        **settings,
     )
 
 

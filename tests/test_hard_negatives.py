@@ -64,5 +64,6 @@ def test_training_with_hard_negatives(tiny_config: Config, data_dir: Path, tmp_p
     tiny_config.train.hard_negative_depth = 3
     train(tiny_config, data_dir, tmp_path / "run", progress=False)
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert events[0] == {"step": 0, "epoch": 0, "event": "hard_negatives", "queries": 20}
+    assert events[0]["event"] == "start"  # the untrained model's validation
+    assert events[1] == {"step": 0, "epoch": 0, "event": "hard_negatives", "queries": 20}
     assert any("query_product" in e for e in events)

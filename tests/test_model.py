@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,19 +26,43 @@ def _products(model: MAKEModel, has_image: list[bool]):
     return model.encode_products(TITLES[: len(has_image)], pixels, torch.tensor(has_image))
 
 
-def _model(bert: Path, **switches: bool) -> MAKEModel:
+def _model(bert: Path, **switches: Any) -> MAKEModel:
     torch.manual_seed(0)
     return MAKEModel(tiny_model_config(bert, **switches)).eval()
 
 
 def test_modal_adaptation_weights_sum_to_one_and_skip_missing_images(tiny_bert: Path) -> None:
-    model = _model(tiny_bert)
+    model = _model(tiny_bert, initial_title_weight=None)  # a random start: weights differ at once
     out = _products(model, [True, False, True, True])
     assert out.weights.shape == (4, 3)
     torch.testing.assert_close(out.weights.sum(1), torch.ones(4))
     assert out.weights[1, model.modalities.index("image")] == 0
     assert (out.weights[[0, 2, 3]] > 0).all()
     assert not torch.allclose(out.weights[0], out.weights[2]), "weights are per product"
+
+
+def test_modal_adaptation_starts_on_the_title(tiny_bert: Path) -> None:
+    model = _model(tiny_bert)  # initial_title_weight 0.9 by default
+    with torch.no_grad():
+        out = _products(model, [True, False])
+        queries = model.encode_queries(["red shirt", "heels"])
+    expected = torch.tensor([[0.9, 0.05, 0.05], [0.9 / 0.95, 0.0, 0.05 / 0.95]])
+    torch.testing.assert_close(out.weights, expected)
+    torch.testing.assert_close(queries.weights, expected[[0, 0]])
+
+
+def test_the_text_width_gives_an_identity_start(tiny_bert: Path) -> None:
+    model = _model(tiny_bert, embed_dim=None)
+    width = model.title_encoder.hidden_size
+    assert model.identity_start and model.dim == 3 * width
+    with torch.no_grad():
+        out = _products(model, [True, True])
+        pooled = model.title_encoder(TITLES[:2], 16).pooled
+        query = model.encode_queries(["red shirt"]).parts["title"]
+        pooled_query = model.query_encoder(["red shirt"], 8).pooled
+    torch.testing.assert_close(out.parts["title"], torch.nn.functional.normalize(pooled, dim=-1))
+    torch.testing.assert_close(query, torch.nn.functional.normalize(pooled_query, dim=-1))
+    assert not _model(tiny_bert).identity_start  # embed_dim 8 < the width: a random projection
 
 
 def test_score_is_the_modal_adaptation_sum(tiny_bert: Path) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from make_retrieval.config import Config
 from make_retrieval.errors import ConfigError
@@ -15,9 +16,10 @@ from make_retrieval.train.loop import train, training_epochs
 
 def test_epochs_follow_min_steps_unless_set() -> None:
     config = Config()
-    assert config.train.epochs is None and config.train.min_steps == 300
-    assert training_epochs(config, steps_per_epoch=12) == 25  # 1,050 products, 800 clicks, batch 64
-    assert training_epochs(config, steps_per_epoch=170) == 2  # the demo catalog
+    assert config.train.epochs is None and config.train.min_steps == 150
+    assert training_epochs(config, steps_per_epoch=12) == 13  # 1,050 products, 800 clicks, batch 64
+    assert training_epochs(config, steps_per_epoch=78) == 2  # 5,000 clicks
+    assert training_epochs(config, steps_per_epoch=170) == 1  # the demo catalog
     assert training_epochs(config, steps_per_epoch=15_000) == 1  # a large click log: one pass
     config.train.epochs = 3
     assert training_epochs(config, steps_per_epoch=12) == 3
@@ -34,25 +36,29 @@ def test_default_length_on_a_tiny_catalog(tiny_config: Config, data_dir: Path, t
     result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
     records = _records(tmp_path / "run")
     validated = [r["step"] for r in records if "valid" in r]
-    # 64 clicks in batches of 8: 8 steps an epoch, so 8 epochs for 60 steps, validated every 24 steps
+    # 64 clicks in batches of 8: 8 steps an epoch, so 8 epochs for 60 steps, validated at step 0 (the
+    # untrained model, best.pt to beat) and every 24 steps
     assert result.steps == 64 and max(r.get("epoch", 0) for r in records) == 7
-    assert validated == [24, 48, 64]
+    assert validated == [0, 24, 48, 64]
     assert (tmp_path / "run" / "best.pt").is_file()
 
 
 def test_early_stopping_after_patience_validations(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
-    # nothing learns (both learning rates 0), so no validation after the first is better
+    # nothing learns (both learning rates 0), so no validation after step 0's is better
     tiny_config.train.lr = tiny_config.train.head_lr = 0.0
     tiny_config.train.epochs, tiny_config.train.max_steps = 10, None
     tiny_config.train.validate_every, tiny_config.train.patience = 8, 2
     result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
     records = _records(tmp_path / "run")
-    assert [r["step"] for r in records if "valid" in r] == [8, 16, 24]
-    assert records[-1]["event"] == "early_stop" and result.steps == 24
-    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 24
+    assert [r["step"] for r in records if "valid" in r] == [0, 8, 16]
+    assert records[-1]["event"] == "early_stop" and result.steps == 16
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["steps"] == 16
+    # the untrained model stayed best: best.pt is step 0's, and WiSE-FT has nothing to mix
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["info"]["step"] == 0
+    assert not any(r.get("event") == "wise_ft" for r in records)
     # resuming a run that stopped early finds it finished: no further step, the log unchanged
     resumed = train(tiny_config, data_dir, tmp_path / "run", progress=False, resume=True)
-    assert resumed.steps == 24 and _records(tmp_path / "run") == records
+    assert resumed.steps == 16 and _records(tmp_path / "run") == records
 
 
 def test_the_validation_metric_is_a_setting(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
@@ -63,4 +69,25 @@ def test_the_validation_metric_is_a_setting(tiny_config: Config, data_dir: Path,
     assert summary["best_valid_recall@10"] == result.best == max(v["recall@10"] for v in valid)
     tiny_config.train.valid_metric = "ndcg@11"
     with pytest.raises(ConfigError, match="valid_metric"):
+        train(tiny_config, data_dir, tmp_path / "bad", progress=False)
+
+
+def test_wise_ft_keeps_the_mixture_that_validates_best(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+    tiny_config.train.epochs, tiny_config.train.max_steps = 3, None  # better than step 0 (see above)
+    tiny_config.train.wise_ft = "0.5"
+    result = train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    records = _records(tmp_path / "run")
+    trained = [r["valid"]["ndcg@10"] for r in records if "valid" in r]
+    mixed = next(r for r in records if r.get("event") == "wise_ft")
+    assert set(mixed["tried"]) == {"0.5"}
+    assert result.best == max([*trained, *mixed["tried"].values()])
+    # best.pt is what it claims: reloaded and validated again, it scores the kept value
+    from make_retrieval.data.pairs import load_data_dir
+    from make_retrieval.model.checkpoint import load_model
+    from make_retrieval.train.validation import Validator
+
+    model, _, _ = load_model(tmp_path / "run")
+    assert Validator(load_data_dir(data_dir), tiny_config.train)(model)["ndcg@10"] == pytest.approx(result.best)
+    tiny_config.train.wise_ft = "0.5,1.5"
+    with pytest.raises(ConfigError, match="wise_ft"):
         train(tiny_config, data_dir, tmp_path / "bad", progress=False)

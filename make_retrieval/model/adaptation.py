@@ -9,6 +9,8 @@ available modalities: the "no MA" ablation.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -16,13 +18,25 @@ from torch import nn
 class ModalAdaptation(nn.Module):
     """Weights over ``num_modalities`` from a feature; uniform when ``enabled`` is False."""
 
-    def __init__(self, in_dim: int, num_modalities: int, hidden: int, enabled: bool):
+    def __init__(
+        self, in_dim: int, num_modalities: int, hidden: int, enabled: bool, prior: tuple[int, float] | None = None
+    ):
+        """``prior`` (modality, share): that modality starts with ``share`` of the weight for every
+        input (the last layer's weights zero, its bias the prior's log-odds); None = a random start."""
         super().__init__()
         self.num_modalities = num_modalities
         self.enabled = enabled
         self.mlp = (
             nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, num_modalities)) if enabled else None
         )
+        if self.mlp is not None and prior is not None and num_modalities > 1:
+            modality, share = prior
+            last = self.mlp[-1]
+            rest = (1.0 - share) / (num_modalities - 1)
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.zero_()
+                last.bias[modality] = math.log(share / rest)
 
     def forward(self, features: torch.Tensor, available: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, in_dim), available (B, M) bool or None -> weights (B, M) summing to 1."""

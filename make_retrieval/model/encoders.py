@@ -7,6 +7,7 @@ METHOD.md); token states are kept for the fusion encoder.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from make_retrieval.config import BUNDLED_MINILM, TextEncoderConfig
+
+#: Texts whose features a frozen tower keeps while training (about 30 KB each for 40-token titles).
+FROZEN_FEATURES = 50_000
 
 # Loading local weights needs no per-tensor progress bar; our own bars show the real work.
 hf_logging.disable_progress_bar()
@@ -63,10 +67,24 @@ class TextEncoder(nn.Module):
         pooler = getattr(self.model, "pooler", None)
         if pooler is not None:  # we mean-pool; an unused head would only get empty gradients
             pooler.requires_grad_(False)
-        if config.freeze_layers:
+        if config.freeze_layers < 0:
+            self.model.requires_grad_(False)
+        elif config.freeze_layers:
             embeddings = getattr(self.model, "embeddings", None) or self.model.get_input_embeddings()
             for module in (embeddings, *layers[: config.freeze_layers]):
                 module.requires_grad_(False)
+        self.frozen = not any(p.requires_grad for p in self.model.parameters())
+
+        #: A wholly frozen tower's features by (text, max_length), kept while training (see _memoised).
+        self._features: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """A wholly frozen tower stays in eval mode (no dropout): its features are fixed, as a
+        linear probe's are."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
 
     @property
     def hidden_size(self) -> int:
@@ -76,8 +94,35 @@ class TextEncoder(nn.Module):
     def forward(self, texts: list[str], max_length: int | None = None) -> EncodedText:
         """Tokenize (truncating to ``max_length``, default the config's) and encode. A tower shared by
         queries and titles is called with each side's own length."""
+        if self.frozen and self.training:
+            return self._memoised(texts, max_length or self.max_length)
         input_ids, attention_mask = self.tokenize(texts, max_length)
         return self.encode(input_ids, attention_mask)
+
+    def _memoised(self, texts: list[str], length: int) -> EncodedText:
+        """A frozen tower's output while training: each distinct text is encoded once and kept (the
+        newest FROZEN_FEATURES of them, token states in fp16), so that later epochs of a probe or a
+        frozen title tower cost nothing here. Real tokens' states do not depend on the padding."""
+        missing = [t for t in dict.fromkeys(texts) if (t, length) not in self._features]
+        if missing:
+            with torch.no_grad():
+                fresh = self.encode(*self.tokenize(missing, length))
+            for i, text in enumerate(missing):
+                real = int(fresh.mask[i].sum())
+                self._features[text, length] = (fresh.pooled[i].clone(), fresh.tokens[i, :real].half())
+        for text in texts:
+            self._features.move_to_end((text, length))
+        while len(self._features) > FROZEN_FEATURES:
+            self._features.popitem(last=False)
+        kept = [self._features[t, length] for t in texts]
+        width = max(tokens.shape[0] for _, tokens in kept)
+        pooled = torch.stack([p for p, _ in kept])
+        tokens = pooled.new_zeros(len(texts), width, pooled.shape[-1])
+        mask = torch.zeros(len(texts), width, dtype=torch.bool, device=pooled.device)
+        for i, (_, states) in enumerate(kept):
+            tokens[i, : len(states)] = states.to(pooled.dtype)
+            mask[i, : len(states)] = True
+        return EncodedText(pooled, tokens, mask)
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(input_ids, attention_mask) on the tower's device, padded to the longest text."""

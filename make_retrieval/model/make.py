@@ -69,35 +69,57 @@ class MAKEModel(nn.Module):
         self.image_encoder = ImageEncoder(config.image_encoder) if needs_image else None
         text_dim = self.title_encoder.hidden_size
         image_dim = self.image_encoder.hidden_size if self.image_encoder is not None else 0
-        dim, count = config.embed_dim, len(self.modalities)
+        dim, count = self.embed_dim, len(self.modalities)
+        #: The title projections start as the identity (see ModelConfig.embed_dim).
+        self.identity_start = "title" in self.modalities and dim == text_dim == self.query_encoder.hidden_size
         self.fusion = FusionEncoder(text_dim, image_dim, config.fusion_layers) if config.fusion else None
         widths = {"title": text_dim, "image": image_dim, "fused": text_dim}
         self.product_proj = nn.ModuleDict({m: nn.Linear(widths[m], dim) for m in self.modalities})
         self.query_proj = nn.ModuleDict({m: nn.Linear(self.query_encoder.hidden_size, dim) for m in self.modalities})
         if "title" in self.modalities and self.query_encoder.hidden_size == text_dim:
-            # Ours: every query projection starts as a copy of the title projection, so the pretrained
-            # query-title similarity of the text encoders survives the random heads at step 0.
+            # Ours: every query projection starts as a copy of the title projection (the identity when
+            # the widths allow), so the pretrained query-title similarity survives the heads at step 0.
+            if self.identity_start:
+                _identity(self.product_proj["title"])
             for proj in self.query_proj.values():
                 proj.load_state_dict(self.product_proj["title"].state_dict())
         enabled, hidden = config.modal_adaptation, config.adaptation_hidden
-        self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled)
+        title = self.modalities.index("title") if "title" in self.modalities else None
+        prior = None if title is None or config.initial_title_weight is None else (title, config.initial_title_weight)
+        self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled, prior)
         # "product-only MA" (METHOD.md ablation): b(p) learned, a(q) uniform
         query_enabled = enabled and config.query_adaptation
-        self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled)
+        self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled, prior)
         start = math.log(1.0 / init_temperature)
         if objectives is None:
             objectives = [o.name for o in model_objectives(config)]
         self.logit_scales = nn.ParameterDict({o: nn.Parameter(torch.tensor(start)) for o in objectives})
 
     @property
+    def embed_dim(self) -> int:
+        """Dimension of each modality's vector: the config's, or the text towers' width."""
+        return self.config.embed_dim or self.title_encoder.hidden_size
+
+    @property
     def dim(self) -> int:
         """Dimension of the index vectors."""
-        return self.config.embed_dim * len(self.modalities)
+        return self.embed_dim * len(self.modalities)
 
     @property
     def image_size(self) -> int:
         """Side of the square images the image tower reads (what data loaders must produce)."""
         return self.image_encoder.image_size if self.image_encoder is not None else self.config.image_encoder.image_size
+
+    def pretrained_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters that start from pretrained weights, by state-dict name: the text towers, an
+        image backbone with pretrained weights, and title projections that start as the identity.
+        They train at ``train.lr`` (the rest at ``head_lr``) and are what WiSE-FT interpolates."""
+        parts: list[str] = ["query_encoder.", "title_encoder."]
+        if self.image_encoder is not None and self.image_encoder.pretrained:
+            parts.append("image_encoder.backbone.")
+        if self.identity_start:
+            parts += ["product_proj.title.", "query_proj.title."]
+        return {n: p for n, p in self.named_parameters() if n.startswith(tuple(parts))}
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the Hugging Face towers' activations in backward (less memory, more time)."""
@@ -142,6 +164,13 @@ class MAKEModel(nn.Module):
         seen = {m: parts[m] * has_image.unsqueeze(1) if m == "image" else parts[m] for m in self.modalities}
         weights = self.product_adaptation(torch.cat([seen[m] for m in self.modalities], -1), available)
         return combine(parts, weights, self.modalities)
+
+
+def _identity(layer: nn.Linear) -> None:
+    """A square projection that starts as the identity (the pretrained space, unchanged)."""
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(layer.out_features, layer.in_features))
+        layer.bias.zero_()
 
 
 def combine(parts: dict[str, torch.Tensor], weights: torch.Tensor, modalities: tuple[str, ...]) -> Embedded:

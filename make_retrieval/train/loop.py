@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +29,13 @@ from make_retrieval.model.make import MAKEModel
 from make_retrieval.model.objectives import enabled_objectives
 from make_retrieval.train.clicks import ClickSource, click_source
 from make_retrieval.train.hard_negatives import mine_hard_negatives
+from make_retrieval.train.holdout import ValidationPlan, plan_validation
 from make_retrieval.train.image_warmup import warm_up_image_tower
 from make_retrieval.train.metrics import MetricsLog
 from make_retrieval.train.state import TrainingPosition, clear_checkpoints, resumable_state
 from make_retrieval.train.step import TrainingStep
 from make_retrieval.train.validation import Validator
+from make_retrieval.train.wise_ft import choose_mixture, mixture_shares
 
 
 @dataclass
@@ -86,6 +89,8 @@ def train(
             clear_checkpoints(run_dir)
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
+    data, plan = plan_validation(data, config.train)
+    mixture_shares(config.train.wise_ft)  # a bad setting fails now, not after training
     validator = Validator(data, config.train)
     clicks = click_source(data, config, context.world_size, generator, skip_bad_rows)
     position = TrainingPosition.from_state(state) if state is not None else TrainingPosition()
@@ -94,7 +99,7 @@ def train(
     keywords = _keywords(config, data, clicks)
     position.data = clicks.fingerprint()
     if context.is_main:
-        _write_run_files(run_dir, config, data, keywords)
+        _write_run_files(run_dir, config, data, keywords, plan)
 
     progress = progress and context.is_main
     objectives = [o.name for o in enabled_objectives(config.model, config.loss)]
@@ -126,6 +131,8 @@ def train(
         candidates = state["hard_negatives"]
         generator.set_state(state["epoch_generator"])
     run = _Run(run_dir, config, context, step, validator, log, generator, candidates)
+    if state is None:
+        run.begin(position, total)
     first_epoch = epoch_count if position.stopped else position.epoch  # a run that stopped early stays stopped
     bar = tqdm(total=total, initial=position.step, desc="train", unit="step", disable=not progress)
     for epoch in range(first_epoch, epoch_count):
@@ -142,6 +149,8 @@ def train(
         if run.end_epoch(position, final=epoch == epoch_count - 1 or position.step >= total, bar=bar):
             break
     bar.close()
+    if context.is_main and validator.enabled and mixture_shares(config.train.wise_ft):
+        _mix_with_pretrained(run, position, objectives)
     log.close()
     seconds = time.time() - started
     if context.is_main:
@@ -206,6 +215,23 @@ class _Run:
             if position.step >= total:
                 break
 
+    def begin(self, position: TrainingPosition, total: int) -> None:
+        """Step 0 of a fresh run: the untrained model is validated and saved as the best.pt to beat, so
+        training that only overfits keeps the pretrained model; with no step to train it is last.pt too."""
+        if not self.context.is_main:
+            self.context.barrier()
+            return
+        record: dict[str, Any] = {"step": 0, "epoch": 0, "event": "start"}
+        if self.validator.enabled:
+            record["valid"] = self.validator(self.step.model)
+            self.validator.observe(position, record["valid"])
+            tqdm.write("step 0: valid " + " ".join(f"{k}={v:.4f}" for k, v in record["valid"].items()))
+            save_checkpoint(self.run_dir / "best.pt", self.step.model, {"step": 0, "valid": record["valid"]})
+        self.log.write(record)
+        if total == 0:
+            save_checkpoint(self.run_dir / "last.pt", self.step.model, {"step": 0})
+        self.context.barrier()
+
     def end_epoch(self, position: TrainingPosition, final: bool, bar: tqdm) -> bool:
         """Validate if due, write last.pt (and best.pt), save a state; True when training stops early."""
         if not self.context.is_main:
@@ -240,6 +266,19 @@ class _Run:
         self.step.resumable().save(self.run_dir, self.config, position, epoch_generator, extra)
 
 
+def _mix_with_pretrained(run: _Run, position: TrainingPosition, objectives: list[str]) -> None:
+    """WiSE-FT over ``train.wise_ft``'s shares, against a freshly built (untrained) model."""
+    alphas = mixture_shares(run.config.train.wise_ft)
+    model = run.step.model
+    fresh = MAKEModel(run.config.model, run.config.loss.init_temperature, objectives)
+    metric, best = run.validator.metric, position.best
+    event = choose_mixture(model, fresh, run.run_dir / "best.pt", alphas, run.validator, metric, best)
+    if event is not None:
+        position.best = event[f"valid_{metric}"]
+        run.log.write({"step": position.step, **event})
+        tqdm.write(f"WiSE-FT: {event['tried']} -> share of the tuned weights {event['alpha']}")
+
+
 def _keywords(config: Config, data: DataDir, clicks: ClickSource) -> KeywordExtractor | None:
     """Keyword Enhancement's keywords, mined from every click; the clicks are read through either
     way, which checks every row of streamed shards once before training."""
@@ -251,11 +290,17 @@ def _keywords(config: Config, data: DataDir, clicks: ClickSource) -> KeywordExtr
     return None
 
 
-def _write_run_files(run_dir: Path, config: Config, data: DataDir, keywords: KeywordExtractor | None) -> None:
-    """The run's resolved config, data report and keywords (what embed and evaluate read back)."""
+def _write_run_files(
+    run_dir: Path, config: Config, data: DataDir, keywords: KeywordExtractor | None, plan: ValidationPlan
+) -> None:
+    """The run's resolved config, data report, validation plan and keywords (what embed and
+    evaluate read back; the plan says what best.pt was chosen on)."""
     config.save(run_dir / "config.yaml")
     (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+    (run_dir / "validation.json").write_text(json.dumps(plan.record(), indent=2))
     data.report.announce()
+    for message in plan.messages:
+        tqdm.write(f"validation: {message}", file=sys.stderr)
     if keywords is not None:
         keywords.save(run_dir / "keywords.json", data.catalog.product_ids)
 

@@ -159,12 +159,10 @@ class TrainingStep:
 
 
 def build_optimizer(model: MAKEModel, config: Config) -> torch.optim.Optimizer:
-    """AdamW. Pretrained towers get ``lr`` (the text towers, and an image backbone with pretrained
-    weights when it trains); the new parts (a from-scratch image tower, fusion, heads) ``head_lr``."""
-    towers: list[torch.nn.Module] = [model.query_encoder, model.title_encoder]
-    if model.image_encoder is not None and model.image_encoder.pretrained:
-        towers.append(model.image_encoder.backbone)
-    pretrained = {id(p) for tower in towers for p in tower.parameters()}
+    """AdamW. Pretrained parts get ``lr`` (the text towers, title projections that start as the
+    identity, and an image backbone with pretrained weights when it trains); the new parts (a
+    from-scratch image tower, fusion, the other heads) ``head_lr``."""
+    pretrained = {id(p) for p in model.pretrained_parameters().values()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in trainable if id(p) in pretrained], "lr": config.train.lr},
