@@ -358,9 +358,9 @@ def print_results(results: list[EvaluationResult]) -> None:
 def benchmark(
     data: Annotated[Path, typer.Option(help="Data directory with products, train, valid and test.")],
     out: Annotated[Path, typer.Option(help="Folder for the runs and results.md/json.")] = Path("runs/benchmark"),
-    models: Annotated[str, typer.Option(help="Comma-separated: bm25 and model variants.")] = (
-        "bm25,text-dual,clip,fusion,make-vit-scratch,make-no-ma,make-no-ke,make"
-    ),
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: bm25 and model variants (default: the anchors and make).")
+    ] = "bm25,zero-shot,mnrl-1,mnrl-5,frozen-probe,make",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per model (first-seed, first-seed + 1, ...).")] = 3,
     first_seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 0,
     config: Annotated[

@@ -59,20 +59,20 @@ def plan_validation(data: DataDir, config: TrainConfig) -> tuple[DataDir, Valida
     if data.train is None:  # streamed shards: never read whole here, so neither counted nor split
         source = "valid" if valid else "none"
         return data, ValidationPlan(source, len(valid or {}), messages=_sharded_messages(valid is not None))
+    total = len(valid or {})
     seen = count_seen(valid, data.train) if valid else 0
-    plan = ValidationPlan("valid" if valid else "none", len(valid or {}), seen)
-    mostly_seen = valid is not None and seen > config.max_seen_valid * len(valid)
+    plan = ValidationPlan("valid" if valid else "none", total, seen)
+    mostly_seen = seen > config.max_seen_valid * total
     if seen:
-        share = seen / len(valid or {})
         plan.messages.append(
-            f"{seen} of {len(valid or {})} validation queries ({share:.0%}) also occur in training: on those, "
+            f"{seen} of {total} validation queries ({seen / total:.0%}) also occur in training: on those, "
             "validation measures memory, not unseen queries"
         )
     if not (valid is None or mostly_seen):
         return data, plan
     why = "there is no valid split" if valid is None else f"more than {config.max_seen_valid:.0%} of valid is seen"
     if not config.valid_holdout:
-        plan.messages.append(f"{why}; train.valid_holdout is off, so the run validates as it is")
+        plan.messages.append(f"{why}; train.valid_holdout is off, so nothing is held out")
         return data, plan
     train, judged, held = _hold_out(data.train, data.catalog.product_ids, config.holdout_share, config.seed)
     if not held:
