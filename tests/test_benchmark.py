@@ -41,8 +41,9 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     assert "NDCG@10 per category" in report and "| heels | 4 |" in report
     assert "Mean Modality Adaptation weights per category, make" in report
     assert "weights per category, clip" not in report, "clip has no Modal Adaptation"
-    # one epoch: no extra validation pass, the last checkpoint is the model evaluated
-    assert (out / "make" / "seed1" / "last.pt").is_file() and not (out / "make" / "seed1" / "best.pt").exists()
+    # each run trains as its config says: validated (step 0, then the epoch), best.pt evaluated
+    assert (out / "make" / "seed1" / "best.pt").is_file()
+    assert (out / "make" / "seed1" / "validation.json").is_file()
 
     # a rerun (e.g. after the benchmark was killed) reuses finished runs made with the same config
     again = CliRunner().invoke(app, [*args, "--models", "clip,make", "--seeds", "2"])
@@ -54,7 +55,7 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     del payload["config"]["train"]["keep_states"]
     record_path.write_text(json.dumps(payload))
     same = with_variant(tiny_config, "make")
-    same.train.seed, same.train.validate = 0, False
+    same.train.seed = 0
     assert _finished(out / "make" / "seed0", same) is not None
     changed = with_variant(tiny_config, "make")
     changed.train.seed, changed.train.max_steps = 0, 2

@@ -159,4 +159,4 @@ def test_training_runs_the_frozen_backbone_once_per_picture(
     # validation
     assert sum(seen) == pictures + 1, seen
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
-    assert metrics.count('"valid"') == 2, "both epochs validated, from cached features"
+    assert metrics.count('"valid"') == 3, "step 0 and both epochs validated, from cached features"
