@@ -45,23 +45,16 @@ def symmetric_info_nce(
     logits: torch.Tensor,
     positives: torch.Tensor,
     excluded: torch.Tensor | None = None,
-    pair_weights: torch.Tensor | None = None,
+    row_weights: torch.Tensor | None = None,
+    column_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Average of both retrieval directions (rows->columns and columns->rows), weighted by
-    ``pair_weights``: row i and column i come from pair i; extra columns (hard negatives) weigh 1."""
+    """Average of both retrieval directions (rows->columns and columns->rows), each direction's
+    anchors weighted by their own weights (e.g. click weights; data/batches.py Targets.side_weights)."""
     back = None if excluded is None else excluded.T
-    rows, columns = (_padded(pair_weights, n) for n in logits.shape)
     return 0.5 * (
-        multi_positive_info_nce(logits, positives, excluded, rows)
-        + multi_positive_info_nce(logits.T, positives.T, back, columns)
+        multi_positive_info_nce(logits, positives, excluded, row_weights)
+        + multi_positive_info_nce(logits.T, positives.T, back, column_weights)
     )
-
-
-def _padded(weights: torch.Tensor | None, size: int) -> torch.Tensor | None:
-    """Pair weights extended with 1 for the extra (hard-negative) rows or columns."""
-    if weights is None or len(weights) >= size:
-        return weights
-    return torch.cat([weights, weights.new_ones(size - len(weights))])
 
 
 class MAKELoss(nn.Module):
@@ -91,9 +84,10 @@ class MAKELoss(nn.Module):
         logged: dict[str, float] = {}
         for objective in self.objectives:
             left, right = _side(rows, objective.left), _side(rows, objective.right)
-            positives, excluded = objective.masks(targets, len(left), len(right))
+            positives, excluded = objective.masks(targets)
             logits = model.logit_scale(objective.name) * left @ right.T
-            value = symmetric_info_nce(logits, positives, excluded, targets.weights)
+            weights = targets.side_weights(objective.left.rows), targets.side_weights(objective.right.rows)
+            value = symmetric_info_nce(logits, positives, excluded, *weights)
             total = total + getattr(self.weights, objective.name) * value
             logged[objective.name] = float(value.detach())
         logged["loss"] = float(total.detach())

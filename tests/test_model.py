@@ -13,6 +13,7 @@ from helpers import make_batch, tiny_model_config
 from make_retrieval.config import Config, LossConfig
 from make_retrieval.data.batches import SimilarQueries
 from make_retrieval.data.keywords import KeywordExtractor, tokenize
+from make_retrieval.data.masks import QueryTerms
 from make_retrieval.errors import ConfigError
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import MAKEModel
@@ -159,8 +160,8 @@ def test_keywords_prefer_clicked_terms_and_fall_back_to_idf() -> None:
     # shirt: 3 clicks; blue and navy: 1 click each, blue is rarer in titles (higher IDF); title order kept
     assert extractor.keywords[0] == ["blue", "shirt"]
     assert extractor.keywords[1] == ["zeta", "trousers"]  # no clicks: rarest terms
-    assert extractor.covers(0, {"blue", "shirt"}) and not extractor.covers(0, {"navy", "shirt"})
-    assert not extractor.covers(0, set())
+    covered = QueryTerms.of([["blue", "shirt"], ["navy", "shirt"], []]).covered_by(extractor.keywords)
+    assert covered[:, 0].tolist() == [True, False, False], "a query without terms is covered by nothing"
 
 
 def test_tokenizer_splits_chinese_into_characters() -> None:
@@ -221,10 +222,10 @@ def test_text_encoder_truncates_and_freezes_layers(tiny_bert: Path) -> None:
 
 def test_similar_query_rules() -> None:
     subset, jaccard = SimilarQueries("subset"), SimilarQueries("jaccard")
-    red, blue, shirt = {"men", "red", "shirt"}, {"men", "blue", "shirt"}, {"men", "shirt"}
-    assert jaccard.weight(red, blue) == pytest.approx(0.5) and subset.weight(red, blue) == 0
-    assert subset.weight(shirt, red) == pytest.approx(2 / 3) and subset.weight(red, shirt) == 0
-    assert SimilarQueries("subset", 0.7).weight(shirt, red) == 0, "below the threshold"
+    terms = QueryTerms.of([["men", "red", "shirt"], ["men", "blue", "shirt"], ["men", "shirt"]])  # red, blue, shirt
+    assert jaccard.weights(terms)[0, 1] == pytest.approx(0.5) and subset.weights(terms)[0, 1] == 0
+    assert subset.weights(terms)[2, 0] == pytest.approx(2 / 3) and subset.weights(terms)[0, 2] == 0
+    assert SimilarQueries("subset", 0.7).weights(terms)[2, 0] == 0, "below the threshold"
     with pytest.raises(ConfigError, match="similar_query_rule"):
         SimilarQueries("cosine")
 

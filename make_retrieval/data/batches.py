@@ -2,16 +2,17 @@
 
 The masks carry the false-negative handling of METHOD.md. Always: a product clicked by the same
 query elsewhere in the batch is not a negative. With Keyword Enhancement (part 3): identical queries
-share positives, similar queries (``SimilarQueries.weight``) are weighted positives of one another's
-products, and a product whose keywords cover every query term is never a negative.
+share positives, similar queries (``SimilarQueries.weights``) are weighted positives of one another's
+products, and a product whose keywords cover every query term is never a negative. They are built
+once per global batch with tensor operations (data/masks.py); ``BatchLayout`` says where each block
+of rows and columns sits.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 
 from make_retrieval.data.catalog import Catalog, load_image
 from make_retrieval.data.keywords import KeywordExtractor, tokenize
+from make_retrieval.data.masks import QueryTerms, distinct, equal
 from make_retrieval.data.pairs import Clicks
 from make_retrieval.errors import ConfigError
 
@@ -47,19 +49,107 @@ class SimilarQueries:
         if self.rule not in self.RULES:
             raise ConfigError(f"loss.similar_query_rule: choose one of {list(self.RULES)}, got '{self.rule}'")
 
-    def weight(self, a: set[str], b: set[str]) -> float:
-        """Positive weight of ``b``'s product for query ``a`` (0: not similar)."""
-        union = a | b
-        if not union or (self.rule == "subset" and not a <= b):
-            return 0.0
-        overlap = len(a & b) / len(union)
-        return overlap if overlap >= self.threshold else 0.0
+    def weights(self, terms: QueryTerms) -> torch.Tensor:
+        """(B, B) float: the positive weight of query j's product for query i (0: not similar). Only
+        pairs that share a term can be similar, so the overlap |a & b| / |a | b| is computed for
+        those alone, in float64 as Python divides two counts."""
+        shared = terms.shared(terms.queries)
+        candidates = shared > 0
+        if self.rule == "subset":
+            candidates &= shared == terms.sizes.unsqueeze(1)
+        rows, columns = candidates.nonzero(as_tuple=True)
+        common = shared[rows, columns].double()
+        overlap = common / (terms.sizes[rows].double() + terms.sizes[columns].double() - common)
+        similar = overlap >= self.threshold
+        weights = torch.zeros_like(shared)
+        weights[rows[similar], columns[similar]] = overlap[similar].float()
+        return weights
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Where each block of a global batch sits: the one place that knows it (issue 22).
+
+    B click pairs make the B query rows, the B keyword rows and the first B product columns (row i,
+    keyword row i and column i are pair i: ``clicked``); the H mined hard negatives follow as columns
+    B..B+H-1, in the order of the rows that drew them (``hard``). Over N ranks, rank r holds pairs
+    r*B/N..(r+1)*B/N-1 and the hard negatives its own rows drew. Gathered, each rank's product block
+    is [its clicked columns, its hard negatives, zero rows up to the widest rank] and
+    ``gather_order`` puts every column back in place.
+    """
+
+    pairs: int
+    #: hard negatives drawn by each rank's rows (one entry per rank)
+    hard_per_rank: tuple[int, ...] = (0,)
+    rank: int = 0
+
+    @classmethod
+    def of(cls, drew: Sequence[bool], world_size: int = 1, rank: int = 0) -> BatchLayout:
+        """The layout of a global batch whose pair i drew a hard negative when ``drew[i]``."""
+        pairs = len(drew)
+        if pairs % world_size:
+            raise ValueError(f"a global batch of {pairs} pairs does not split over {world_size} ranks")
+        local = pairs // world_size
+        return cls(pairs, tuple(sum(drew[r * local : (r + 1) * local]) for r in range(world_size)), rank)
+
+    @property
+    def world_size(self) -> int:
+        return len(self.hard_per_rank)
+
+    @property
+    def columns(self) -> int:
+        """C = B + H product columns."""
+        return self.pairs + sum(self.hard_per_rank)
+
+    @property
+    def clicked(self) -> slice:
+        """The clicked products' columns, which are also the keyword rows and columns."""
+        return slice(0, self.pairs)
+
+    @property
+    def hard(self) -> slice:
+        """The hard negatives' columns."""
+        return slice(self.pairs, self.columns)
+
+    @property
+    def local_pairs(self) -> int:
+        return self.pairs // self.world_size
+
+    @property
+    def rows(self) -> slice:
+        """This rank's pairs (its query rows and clicked columns)."""
+        return slice(self.rank * self.local_pairs, (self.rank + 1) * self.local_pairs)
+
+    @property
+    def local_columns(self) -> list[int]:
+        """This rank's product columns: its clicked products, then the hard negatives its rows drew."""
+        start = self.pairs + sum(self.hard_per_rank[: self.rank])
+        return [*range(self.rows.start, self.rows.stop), *range(start, start + self.hard_per_rank[self.rank])]
+
+    @property
+    def pad(self) -> int:
+        """Zero product rows this rank appends before gathering, so every rank sends as many."""
+        return max(self.hard_per_rank) - self.hard_per_rank[self.rank]
+
+    def gather_order(self) -> torch.Tensor | None:
+        """Row of the gathered product block that holds each column (None in one process)."""
+        if self.world_size == 1:
+            return None
+        local = self.local_pairs
+        width = local + max(self.hard_per_rank)
+        pairs = torch.arange(self.pairs)
+        hard = [r * width + local + torch.arange(n) for r, n in enumerate(self.hard_per_rank)]
+        return torch.cat([pairs // local * width + pairs % local, *hard])
+
+    def column_weights(self, pair_weights: torch.Tensor) -> torch.Tensor:
+        """Weights of the product columns: pair i's click weight, 1 for a hard negative."""
+        return torch.cat([pair_weights, pair_weights.new_ones(self.columns - self.pairs)])
 
 
 @dataclass
 class Targets:
-    """Who is whose positive in a batch of B (query, product) pairs whose product side has C >= B
-    columns (the clicked products, then mined hard negatives); built by ``data.batches``."""
+    """Who is whose positive in a global batch of B (query, product) pairs whose product side has
+    C >= B columns, laid out as ``layout`` says; built by ``BatchBuilder``."""
 
     positives: torch.Tensor  # (B, C) float: query i vs product column j
     excluded: torch.Tensor  # (B, C) bool: product j is never a negative of query i
@@ -67,19 +157,24 @@ class Targets:
     same_keywords: torch.Tensor  # (B, C) bool: product i and column j have the same keyword string
     has_image: torch.Tensor  # (C,) bool
     weights: torch.Tensor  # (B,) float: click weight of pair i
+    layout: BatchLayout
 
     def to(self, device: torch.device) -> Targets:
         """The same masks on ``device``."""
-        return Targets(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return Targets(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
+
+    def side_weights(self, rows: str) -> torch.Tensor:
+        """Weights of the rows of one side of an objective (model/objectives.py ROWS): queries and
+        keyword pseudo-queries are pairs; products are columns, hard negatives included."""
+        return self.layout.column_weights(self.weights) if rows == "products" else self.weights
 
 
 @dataclass
 class Batch:
-    """A collated training batch: B queries (and their keyword strings, empty without Keyword
-    Enhancement) against C >= B product columns (titles, image inputs: pixels or cached features).
-
-    In a job of N ranks the targets cover the whole global batch while the texts and images are this
-    rank's slice; ``column_order`` then puts the gathered product columns in the targets' order."""
+    """A collated training batch: this rank's queries (and their keyword strings, empty without
+    Keyword Enhancement) and product columns (titles, image inputs: pixels or cached features),
+    with the targets of the whole global batch (``targets.layout`` says which part is this rank's)."""
 
     queries: list[str]
     titles: list[str]
@@ -88,19 +183,15 @@ class Batch:
     #: (C_local,) bool: which of this rank's product columns have an image (``targets`` are global)
     has_image: torch.Tensor
     targets: Targets
-    #: zero product rows to append before gathering (ranks may hold different numbers of hard negatives)
-    pad_columns: int = 0
-    column_order: torch.Tensor | None = None
+
+    @property
+    def layout(self) -> BatchLayout:
+        return self.targets.layout
 
     def to(self, device: torch.device) -> Batch:
         """The batch's tensors on ``device`` (the texts are tokenised on the model's device)."""
-        order = None if self.column_order is None else self.column_order.to(device)
         return dataclasses.replace(
-            self,
-            images=self.images.to(device),
-            has_image=self.has_image.to(device),
-            targets=self.targets.to(device),
-            column_order=order,
+            self, images=self.images.to(device), has_image=self.has_image.to(device), targets=self.targets.to(device)
         )
 
 
@@ -158,12 +249,13 @@ class EpochBatches(Sampler[list[int]]):
 
 
 class BatchBuilder:
-    """``collate_fn``: adds mined hard negatives, computes positive / excluded masks, reads images.
+    """``collate_fn``: adds mined hard negatives, computes the masks of the global batch, reads the
+    images of this rank's columns.
 
     The product side has C = B + H columns: the B clicked products, then H hard negatives (one per
     query that has mined candidates; H = 0 without hard-negative mining). With ``world_size`` N the
-    items are the global batch (N x B) and this rank keeps rows ``rank*B:(rank+1)*B`` and their
-    hard negatives (see distributed.py).
+    items are the global batch (N x B): every rank computes the same global targets and keeps its own
+    rows and columns, as ``BatchLayout`` places them (see distributed.py).
     """
 
     def __init__(
@@ -192,83 +284,42 @@ class BatchBuilder:
 
     def __call__(self, items: list[Item]) -> Batch:
         queries = [q for q, _, _ in items]
-        size = len(items)
         drawn = [self._draw(q, p) for q, p, _ in items]
-        hard = [p for p in drawn if p is not None]
-        columns = [p for _, p, _ in items] + hard
-        ids = torch.tensor(columns)
-        same_product = (ids.unsqueeze(0) == ids.unsqueeze(1)).float()
-        # queries that differ only in case or punctuation are the same query; hard columns have none
-        terms = [tokenize(q) for q in queries]
-        same_query = torch.zeros(size, len(columns), dtype=torch.bool)
-        same_query[:, :size] = torch.tensor([[a == b for b in terms] for a in terms])
-        has_image = torch.tensor([self.catalog.images[p] is not None for p in columns])
-        keyword_texts: list[str] = []
-        same_keywords = torch.zeros_like(same_query)
-        if self.keywords is None:
-            positives, excluded = same_product[:size], same_query
-        else:
-            positives, excluded = self._keyword_masks([set(t) for t in terms], columns, same_product[:size])
-            column_texts = [self.keywords.text(p) for p in columns]
-            keyword_texts = column_texts[:size]
-            same_keywords = torch.tensor([[a == b for b in column_texts] for a in keyword_texts])
-        targets = Targets(
-            positives=positives,
-            excluded=excluded,
-            same_product=same_product,
-            same_keywords=same_keywords,
-            has_image=has_image,
-            weights=torch.tensor([w for _, _, w in items], dtype=torch.float32),
-        )
-        if self.world_size == 1:
-            return self._batch(queries, keyword_texts, columns, list(range(len(columns))), targets)
-        return self._rank_slice(queries, keyword_texts, columns, [p is not None for p in drawn], targets)
-
-    def _batch(
-        self, queries: list[str], keywords: list[str], columns: list[int], picked: list[int], targets: Targets
-    ) -> Batch:
-        """The batch over product columns ``picked`` (positions in ``columns``, the global column list)."""
+        layout = BatchLayout.of([p is not None for p in drawn], self.world_size, self.rank)
+        columns = [p for _, p, _ in items] + [p for p in drawn if p is not None]
+        weights = torch.tensor([w for _, _, w in items], dtype=torch.float32)
+        targets, keyword_texts = self._targets(queries, columns, weights, layout)
+        rows, picked = layout.rows, layout.local_columns
         products = [columns[i] for i in picked]
         images = torch.stack([self.images(p) for p in products])
         titles = [self.catalog.titles[p] for p in products]
-        return Batch(queries, titles, keywords, images, targets.has_image[picked], targets)
+        return Batch(queries[rows], titles, keyword_texts[rows], images, targets.has_image[picked], targets)
 
-    def _rank_slice(
-        self, queries: list[str], keywords: list[str], columns: list[int], drew: list[bool], targets: Targets
-    ) -> Batch:
-        """This rank's rows and columns of a global batch, and where its columns go once gathered."""
-        size, world = len(queries), self.world_size
-        if size % world:
-            raise ValueError(f"a global batch of {size} pairs does not split over {world} ranks")
-        local = size // world
-        # hard-negative column of global row i, in the order the global batch appends them
-        hard_index = [size + n for n in itertools.accumulate([0, *drew[:-1]])]
-        per_rank = [[hard_index[i] for i in range(r * local, (r + 1) * local) if drew[i]] for r in range(world)]
-        width = local + max(len(h) for h in per_rank)
-        # gathered layout: rank r holds [its clicked products, its hard negatives, zero padding]
-        order = torch.empty(len(columns), dtype=torch.long)
-        for r, hard in enumerate(per_rank):
-            for j in range(local):
-                order[r * local + j] = r * width + j
-            for j, column in enumerate(hard):
-                order[column] = r * width + local + j
-        rows = slice(self.rank * local, (self.rank + 1) * local)
-        mine = [*range(rows.start, rows.stop), *per_rank[self.rank]]
-        batch = self._batch(queries[rows], keywords[rows], columns, mine, targets)
-        batch.pad_columns, batch.column_order = width - len(mine), order
-        return batch
-
-    def _keyword_masks(
-        self, terms: list[set[str]], columns: list[int], same_product: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """KE part 3: weighted positives between similar queries, and keyword-covered non-negatives."""
-        assert self.keywords is not None
-        size = len(terms)
-        similar = torch.zeros(size, len(columns))
-        covered = torch.zeros(size, len(columns), dtype=torch.bool)
-        for i in range(size):
-            for j, product in enumerate(columns):
-                if j < size:
-                    similar[i, j] = self.similar.weight(terms[i], terms[j])
-                covered[i, j] = self.keywords.covers(product, terms[i])
-        return torch.maximum(same_product, similar), covered
+    def _targets(
+        self, queries: list[str], columns: list[int], weights: torch.Tensor, layout: BatchLayout
+    ) -> tuple[Targets, list[str]]:
+        """The global batch's masks (tensor operations, data/masks.py) and its keyword strings."""
+        clicked = layout.clicked
+        ids = torch.tensor(columns)
+        same_product = equal(ids, ids).float()
+        # queries that differ only in case or punctuation are the same query; hard columns have none.
+        # The term comparisons run once per distinct query (a log's head queries repeat in a batch).
+        distinct_terms, query_ids = distinct(tuple(tokenize(q)) for q in queries)
+        same_query = torch.zeros(layout.pairs, layout.columns, dtype=torch.bool)
+        same_query[:, clicked] = equal(query_ids, query_ids)
+        has_image = torch.tensor([self.catalog.images[p] is not None for p in columns])
+        keyword_texts: list[str] = []
+        same_keywords = torch.zeros_like(same_query)
+        positives, excluded = same_product[clicked], same_query
+        if self.keywords is not None:
+            terms = QueryTerms.of(distinct_terms)
+            similar = self.similar.weights(terms)[query_ids][:, query_ids]
+            positives = positives.clone()
+            positives[:, clicked] = torch.maximum(positives[:, clicked], similar)
+            excluded = terms.covered_by([self.keywords.keywords[p] for p in columns])[query_ids]
+            column_texts = [self.keywords.text(p) for p in columns]
+            keyword_texts = column_texts[clicked]
+            _, text_ids = distinct(column_texts)
+            same_keywords = equal(text_ids[clicked], text_ids)
+        targets = Targets(positives, excluded, same_product, same_keywords, has_image, weights, layout)
+        return targets, keyword_texts

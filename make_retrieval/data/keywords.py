@@ -58,10 +58,6 @@ class KeywordExtractor:
         """The keyword string used as a pseudo-query for ``product``."""
         return " ".join(self.keywords[product])
 
-    def covers(self, product: int, query_terms: set[str]) -> bool:
-        """Whether the product's keywords contain every query term (then it is never a negative)."""
-        return bool(query_terms) and query_terms.issubset(self.keywords[product])
-
     def save(self, path: Path, product_ids: Sequence[str]) -> None:
         """Write {product_id: [keywords]} as JSON, for inspection."""
         path.write_text(json.dumps(dict(zip(product_ids, self.keywords, strict=True)), ensure_ascii=False))

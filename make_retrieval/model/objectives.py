@@ -19,8 +19,9 @@ from make_retrieval.data.batches import Targets
 #: Rows an objective can contrast: the batch's queries, its keyword pseudo-queries (KE) or its products.
 ROWS = ("queries", "keywords", "products")
 
-#: (targets, left rows, right rows) -> (positives, excluded), as ``losses.multi_positive_info_nce`` reads them.
-Masks = Callable[[Targets, int, int], tuple[torch.Tensor, torch.Tensor]]
+#: targets -> (positives, excluded), as ``losses.multi_positive_info_nce`` reads them; where each block
+#: of rows and columns sits comes from ``targets.layout`` (data/batches.py BatchLayout).
+Masks = Callable[[Targets], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -50,34 +51,35 @@ class Objective:
         return all(side.part is None or side.part in modalities for side in sides)
 
 
-def _clicks(targets: Targets, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _clicks(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries against their products: the batch's click masks."""
     return targets.positives, targets.excluded
 
 
-def _clicks_with_image(targets: Targets, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _clicks_with_image(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries against product images: a product without an image is neither positive nor negative."""
     no_image = ~targets.has_image
     return targets.positives.masked_fill(no_image, 0.0), targets.excluded | no_image
 
 
-def _same_product_with_images(targets: Targets, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _same_product_with_images(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Titles against images of the same product; pairs where either has no image are left out."""
     no_image = ~targets.has_image
     image_pairs = no_image.unsqueeze(0) | no_image.unsqueeze(1)
     return targets.same_product.masked_fill(image_pairs, 0.0), image_pairs
 
 
-def _keywords_to_products(targets: Targets, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _keywords_to_products(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Keyword pseudo-queries against products: two products with the same keyword string are not
     each other's negatives."""
-    same = targets.same_product[:rows]
+    same = targets.same_product[targets.layout.clicked]
     return same, targets.same_keywords & (same <= 0)
 
 
-def _queries_to_keywords(targets: Targets, rows: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _queries_to_keywords(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries against their products' keyword pseudo-queries: the click masks, keyword columns only."""
-    return targets.positives[:, :columns], targets.excluded[:, :columns]
+    clicked = targets.layout.clicked
+    return targets.positives[:, clicked], targets.excluded[:, clicked]
 
 
 #: In the order their losses are summed (which fixes the floating-point result of a seed).

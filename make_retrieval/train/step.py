@@ -80,17 +80,18 @@ def batch_loss(
     context: Distributed,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss over the global batch: every rank's rows gathered, product columns put in the
-    targets' order (see data/batches.py)."""
+    targets' order (data/batches.py BatchLayout)."""
     queries = _gather(encoded.queries, context)
     keywords = None if encoded.keywords is None else _gather(encoded.keywords, context)
-    products = _gather(encoded.products, context, batch.pad_columns)
-    if batch.column_order is not None:
-        order = batch.column_order.to(products.vectors.device)
-        products = products.select(order)
+    layout = batch.layout
+    products = _gather(encoded.products, context, layout.pad)
+    order = layout.gather_order()
+    if order is not None:
+        products = products.select(order.to(products.vectors.device))
     loss, logged = criterion(model, queries, products, batch.targets, keywords)
     # Modal Adaptation at work: the batch's mean product weight and query weight per modality
     for i, modality in enumerate(model.modalities):
-        logged[f"b_{modality}"] = float(products.weights[: len(batch.targets.weights), i].detach().mean())
+        logged[f"b_{modality}"] = float(products.weights[layout.clicked, i].detach().mean())
         logged[f"a_{modality}"] = float(queries.weights[:, i].detach().mean())
     return loss, logged
 
