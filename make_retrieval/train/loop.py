@@ -10,6 +10,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def train(
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     data, plan = plan_validation(data, config.train)
-    mixture_shares(config.train.wise_ft)  # a bad setting fails now, not after training
+    shares = mixture_shares(config.train.wise_ft)  # parsed now: a bad setting fails before training
     validator = Validator(data, config.train)
     clicks = click_source(data, config, context.world_size, generator, skip_bad_rows)
     position = TrainingPosition.from_state(state) if state is not None else TrainingPosition()
@@ -149,8 +150,8 @@ def train(
         if run.end_epoch(position, final=epoch == epoch_count - 1 or position.step >= total, bar=bar):
             break
     bar.close()
-    if context.is_main and validator.enabled and mixture_shares(config.train.wise_ft):
-        _mix_with_pretrained(run, position, objectives)
+    if context.is_main and validator.enabled and shares:
+        _mix_with_pretrained(run, position, objectives, shares)
     log.close()
     seconds = time.time() - started
     if context.is_main:
@@ -266,13 +267,13 @@ class _Run:
         self.step.resumable().save(self.run_dir, self.config, position, epoch_generator, extra)
 
 
-def _mix_with_pretrained(run: _Run, position: TrainingPosition, objectives: list[str]) -> None:
-    """WiSE-FT over ``train.wise_ft``'s shares, against a freshly built (untrained) model."""
-    alphas = mixture_shares(run.config.train.wise_ft)
-    model = run.step.model
-    fresh = MAKEModel(run.config.model, run.config.loss.init_temperature, objectives)
+def _mix_with_pretrained(run: _Run, position: TrainingPosition, objectives: list[str], shares: list[float]) -> None:
+    """WiSE-FT over ``shares`` of the tuned weights, against a freshly built (untrained) model, which
+    is built only when best.pt is a trained model to mix."""
+    model, config = run.step.model, run.config
+    fresh = partial(MAKEModel, config.model, config.loss.init_temperature, objectives)
     metric, best = run.validator.metric, position.best
-    event = choose_mixture(model, fresh, run.run_dir / "best.pt", alphas, run.validator, metric, best)
+    event = choose_mixture(model, fresh, run.run_dir / "best.pt", shares, run.validator, metric, best)
     if event is not None:
         position.best = event[f"valid_{metric}"]
         run.log.write({"step": position.step, **event})

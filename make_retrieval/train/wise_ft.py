@@ -44,14 +44,14 @@ def interpolate(
 
 def choose_mixture(
     model: MAKEModel,
-    fresh: MAKEModel,
+    fresh: Callable[[], MAKEModel],
     best_path: Path,
     alphas: Sequence[float],
     validate: Validate,
     metric: str,
     best: float,
 ) -> dict[str, object] | None:
-    """Validate each mixture of ``fresh``'s (the untrained model's) pretrained weights and those of
+    """Validate each mixture of the untrained model's (built by ``fresh``) pretrained weights and those of
     ``best_path``; write the winner over best.pt when it beats ``best``. ``model`` ends as best.pt.
     None when there is nothing to mix: best.pt is the untrained model, or a mixture already."""
     saved = torch.load(best_path, map_location="cpu", weights_only=True)
@@ -59,7 +59,7 @@ def choose_mixture(
         return None  # the untrained model won (nothing to mix), or the mixture is chosen already
     model.load_state_dict(saved["model"])
     tuned = {n: p.detach().clone() for n, p in model.pretrained_parameters().items()}
-    pretrained = {n: p.detach() for n, p in fresh.pretrained_parameters().items()}
+    pretrained = {n: p.detach() for n, p in fresh().pretrained_parameters().items()}
     scores: dict[float, float] = {}
     chosen, chosen_score = 1.0, best
     for alpha in alphas:
