@@ -183,17 +183,14 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, with metadata.")] = False,
 ) -> None:
     """Search the index; prints id, title, score and the product's modality weights."""
-    from make_retrieval.retrieval import open_index
+    from make_retrieval.retrieval import Index
 
-    retriever = open_index(index, run, encoder.value)
-    found, query_weights = retriever.search_products([query], k, category)
-    results = [{**product.to_dict(), "score": score} for product, score in found[0]]
-    modalities = retriever.store.modalities
-    a_q = dict(zip(modalities, query_weights[0].tolist(), strict=True))
+    result = Index.open(index, run, encoder.value).search([query], k, category)[0]
+    results = [hit.to_dict() for hit in result.hits]
     if as_json:
-        print(json.dumps({"query": query, "query_weights": a_q, "results": results}, ensure_ascii=False))
+        print(json.dumps({"query": query, "query_weights": result.weights, "results": results}, ensure_ascii=False))
         return
-    console.print(hits_table(query, a_q, results))
+    console.print(hits_table(query, result.weights, results))
 
 
 @app.command()
@@ -300,28 +297,28 @@ def serve(
     import os
 
     _needs("serve", "fastapi", "uvicorn", "prometheus_client")
+    import sys
+
     import faiss
-    import torch
     import uvicorn
 
     from make_retrieval.query_encoder import BatchingEncoder
-    from make_retrieval.retrieval import open_index
+    from make_retrieval.retrieval import Index
     from make_retrieval.serve.app import create_app
 
     # One thread per request inside FAISS and torch: concurrent requests already fill the cores, and
     # OpenMP teams per request on top of them oversubscribe (docs/BENCHMARKS.md shows the difference).
     faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
-    retriever = open_index(index, run, encoder.value)
+    opened = Index.open(index, run, encoder.value)
+    if "torch" in sys.modules:  # the torch encoder was chosen (the ONNX one never imports torch)
+        sys.modules["torch"].set_num_threads(1)
     workers = threads or os.cpu_count() or 1
     if batching:
-        retriever.encoder = BatchingEncoder(retriever.encoder, workers)
-    data = retriever.store.manifest.get("data")
-    app_ = create_app(retriever, images or (Path(data) if data else None), None if batching else workers)
-    console.print(
-        f"serving {len(retriever.store)} products with the {retriever.encoder.name} encoder on http://{host}:{port}/",
-        highlight=False,
-    )
+        opened.retriever.encoder = BatchingEncoder(opened.retriever.encoder, workers)
+    data = opened.store.manifest.get("data")
+    app_ = create_app(opened, images or (Path(data) if data else None), None if batching else workers)
+    name = opened.retriever.encoder.name
+    console.print(f"serving {len(opened)} products with the {name} encoder on http://{host}:{port}/", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

@@ -43,7 +43,7 @@ def _collate(items: list[tuple[str, torch.Tensor, bool]]) -> tuple[list[str], to
     return [t for t, _, _ in items], torch.stack([p for _, p, _ in items]), torch.tensor([h for _, _, h in items])
 
 
-def _stack(outputs: Iterable[Embedded]) -> tuple[np.ndarray, np.ndarray]:
+def stack_outputs(outputs: Iterable[Embedded]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate batch outputs into (vectors float32, weights float32) arrays."""
     vectors, weights = [], []
     for out in outputs:
@@ -71,7 +71,7 @@ def embed_products(
         products = Subset(products, positions)
     loader = DataLoader(products, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     batches = tqdm(loader, desc="embed products", disable=not progress, unit="batch")
-    return _stack(
+    return stack_outputs(
         model.encode_products(titles, images.to(device), has_image.to(device)) for titles, images, has_image in batches
     )
 
@@ -185,4 +185,4 @@ def embed_queries(model: MAKEModel, queries: Sequence[str], batch_size: int = 25
     """Query vectors (Q, D) float32 and per-query modality weights a(q) (Q, M)."""
     model.eval()
     starts = range(0, len(queries), batch_size)
-    return _stack(model.encode_queries(list(queries[s : s + batch_size])) for s in starts)
+    return stack_outputs(model.encode_queries(list(queries[s : s + batch_size])) for s in starts)

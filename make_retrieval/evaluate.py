@@ -9,6 +9,7 @@ NDCG@10 groups queries by the category of their most relevant products.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -64,9 +65,13 @@ def evaluate_retriever(
 
     queries = sorted(judgements)
     hits = retriever.search(queries, DEPTH)
-    qrels = Qrels({q: dict(judgements[q]) for q in queries})
-    run = Run({q: rank_scores(h) for q, h in zip(queries, hits, strict=True) if h})
-    per_query = evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
+    with warnings.catch_warnings():
+        # numba, compiling ranx's kernels, warns about its own id hashing ("unsafe cast from uint64
+        # to int64") in the middle of a command's output; harmless, and nothing a user can act on
+        warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
+        qrels = Qrels({q: dict(judgements[q]) for q in queries})
+        run = Run({q: rank_scores(h) for q, h in zip(queries, hits, strict=True) if h})
+        per_query = evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
     metrics = {m: float(np.mean(per_query[m])) for m in METRICS}
     categories = query_categories(judgements, catalog)
     # ranx orders per-query scores like the qrels' sorted query ids, as ``queries`` is.

@@ -50,3 +50,10 @@ def replacing(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """``root / relative`` normalised without following links, or None when it is not under ``root``
+    (what a catalog may name, and what the service may serve)."""
+    located = Path(os.path.normpath(root / relative))
+    return located if located.is_relative_to(root) else None

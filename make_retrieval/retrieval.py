@@ -2,13 +2,16 @@
 
 ``MAKERetriever`` (query encoder + vector store) and ``BM25Retriever`` (bm25s over titles) share one
 interface so that evaluation, the demo and later baselines treat them alike; ``open_index`` gives
-the retriever of an index folder. Nothing here imports torch unless the torch query encoder is
-asked for, so that ``search`` on an exported index starts fast.
+the retriever of an index folder. ``Index`` is the same opened folder as a user holds it (public:
+``make_retrieval.Index``), and what the ``search`` command and the service search through: hits
+with their products' fields and modality weights. Nothing here imports torch unless the torch query
+encoder is asked for, so that ``search`` on an exported index starts fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,6 +68,77 @@ class MAKERetriever:
             products = self.store.get([hit.product_id for hit in hits])
             results.append([(p, hit.score) for hit, p in zip(hits, products, strict=True) if p is not None])
         return results, query_weights
+
+
+@dataclass
+class SearchHit:
+    """One product found for a query: its stored fields, its Modal Adaptation weights b(p) (how much
+    its title, image and fused parts count) and its score (the inner product with the query)."""
+
+    product_id: str
+    title: str
+    score: float
+    weights: dict[str, float]
+    category: str | None
+    #: Image path relative to the catalog folder; None for a text-only product.
+    image: str | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, product: StoredProduct, score: float) -> SearchHit:
+        """The hit of a stored product scored ``score``."""
+        p = product
+        return cls(p.product_id, p.title, score, p.weights, p.category, p.image, p.metadata)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI prints it)."""
+        return asdict(self)
+
+
+@dataclass
+class QueryResult:
+    """The hits of one query, best first, and the query's modality weights a(q)."""
+
+    query: str
+    weights: dict[str, float]
+    hits: list[SearchHit]
+
+
+class Index:
+    """An index folder (FAISS or Milvus) opened for search with its query encoder.
+
+    ``Index.open(path)`` picks the ONNX query encoder exported into the folder when it was exported
+    from the index's checkpoint, else the PyTorch model (``model``: a run or saved model folder,
+    default the one the index was built from)."""
+
+    def __init__(self, retriever: MAKERetriever):
+        self.retriever = retriever
+
+    @classmethod
+    def open(cls, path: Path | str, model: Path | str | None = None, encoder: str = "auto") -> Index:
+        """Open index folder ``path``; ``encoder``: auto, onnx or torch."""
+        return cls(open_index(Path(path), None if model is None else Path(model), encoder))
+
+    @property
+    def store(self) -> VectorStore:
+        return self.retriever.store
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.retriever.store.modalities
+
+    def __len__(self) -> int:
+        return len(self.retriever.store)
+
+    def search(self, queries: Sequence[str], k: int = 10, category: str | None = None) -> list[QueryResult]:
+        """The top ``k`` products of each query (only ``category``'s if given), one result per query."""
+        if isinstance(queries, str):
+            raise TypeError("search takes a list of queries: index.search([query])")
+        found, query_weights = self.retriever.search_products(queries, k, category)
+        return [
+            QueryResult(query, dict(zip(self.modalities, a_q, strict=True)), [SearchHit.of(p, s) for p, s in pairs])
+            for query, pairs, a_q in zip(queries, found, query_weights.tolist(), strict=True)
+        ]
 
 
 class BM25Retriever:

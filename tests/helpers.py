@@ -148,16 +148,22 @@ def tiny_model_config(bert: Path, **switches: Any) -> ModelConfig:
     )
 
 
+def trained_tiny(bert: Path, data_dir: Path, run: Path) -> None:
+    """A tiny model trained on ``data_dir`` for 2 steps into ``run``."""
+    from make_retrieval.train.loop import train
+
+    config = Config(model=tiny_model_config(bert))
+    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
+    train(config, data_dir, run, progress=False)
+
+
 def build_tiny_index(root: Path, bert: Path) -> tuple[Path, Path]:
     """(data dir, index dir) under ``root``: the 32-product data directory indexed by a tiny model
     trained for 2 steps (run in ``root/run``)."""
     from make_retrieval.pipeline import build_index
-    from make_retrieval.train.loop import train
 
     data_dir = make_data_dir(root / "data")
-    config = Config(model=tiny_model_config(bert))
-    config.train.batch_size, config.train.max_steps, config.train.tensorboard = 8, 2, False
-    train(config, data_dir, root / "run", progress=False)
+    trained_tiny(bert, data_dir, root / "run")
     index = build_index(root / "run", data_dir)
     index.save(root / "index")
     return data_dir, root / "index"

@@ -7,7 +7,6 @@ Chromium and sets it, so CI cannot skip it silently).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from make_retrieval.retrieval import open_index
+from make_retrieval.index.store import read_manifest
+from make_retrieval.retrieval import Index
 from make_retrieval.serve.app import create_app
 
 #: Trains models, loads real weights or starts processes: deselect with -m 'not slow' for a quick run.
@@ -45,8 +45,8 @@ if CHROMIUM is None and not os.environ.get("MAKE_REQUIRE_BROWSER"):
 @pytest.fixture(scope="module")
 def server(served_index: Path) -> Iterator[str]:
     """The service on a free loopback port, in a thread of this process."""
-    data = Path(json.loads((served_index / "manifest.json").read_text())["data"])
-    app = create_app(open_index(served_index, encoder="auto"), data)
+    data = Path(read_manifest(served_index)["data"])
+    app = create_app(Index.open(served_index, encoder="auto"), data)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -10,6 +10,7 @@ import pytest
 
 from helpers import make_data_dir, write_table
 from make_retrieval.data.pairs import load_data_dir
+from make_retrieval.embed import relative_image
 from make_retrieval.errors import DataError
 
 
@@ -74,7 +75,7 @@ def test_duplicate_product_id(data_dir: Path) -> None:
         ("train", 9, "product_id", "nope", "unknown product_id 'nope'"),
         ("products", 0, "title", "   ", "must be a non-empty string"),
         ("train", 0, "weight", -1.0, "must be a positive number"),
-        ("products", 3, "image", "../../etc/passwd", "image path .* leaves the data directory"),
+        ("products", 3, "image", "../../etc/passwd", "image path '../../etc/passwd' points to /.*etc/passwd, outside"),
     ],
 )
 def test_bad_field(data_dir: Path, table: str, row: int, field: str, value: object, message: str) -> None:
@@ -85,7 +86,7 @@ def test_bad_field(data_dir: Path, table: str, row: int, field: str, value: obje
         load_data_dir(data_dir)
 
 
-@pytest.mark.parametrize("value", ["high", "2.5", 0, None])
+@pytest.mark.parametrize("value", ["high", "2.5", -1, None])
 def test_non_integer_relevance(tmp_path: Path, value: object) -> None:
     data = make_data_dir(tmp_path / "d", ".jsonl")
     rows = [
@@ -93,8 +94,34 @@ def test_non_integer_relevance(tmp_path: Path, value: object) -> None:
         {"query": "q", "product_id": "p001", "relevance": value},
     ]
     _rewrite(data, "test", rows, ".jsonl")
-    with pytest.raises(DataError, match=r"test\.jsonl, row 2, field 'relevance': must be an integer >= 1"):
+    with pytest.raises(DataError, match=r"test\.jsonl, row 2, field 'relevance': must be an integer >= 0"):
         load_data_dir(data)
+
+
+def test_relevance_0_is_judged_not_relevant(tmp_path: Path) -> None:
+    """TREC- and ESCI-style label files list judged, irrelevant products with 0."""
+    data = make_data_dir(tmp_path / "d", ".jsonl")
+    rows = [
+        {"query": "q", "product_id": "p000", "relevance": 2},
+        {"query": "q", "product_id": "p001", "relevance": 0},
+        {"query": "nothing fits", "product_id": "p010", "relevance": 0},
+    ]
+    _rewrite(data, "test", rows, ".jsonl")
+    assert load_data_dir(data).judgements["test"] == {"q": {"p000": 2}}
+    _rewrite(data, "test", rows[1:], ".jsonl")
+    with pytest.raises(DataError, match=r"test\.jsonl: no query with a relevant product"):
+        load_data_dir(data)
+
+
+def test_an_images_folder_linked_to_another_disk_is_read_through(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "d")
+    elsewhere = tmp_path / "other-disk" / "images"
+    elsewhere.parent.mkdir()
+    (data / "images").rename(elsewhere)
+    (data / "images").symlink_to(elsewhere, target_is_directory=True)
+    catalog = load_data_dir(data).catalog
+    assert catalog.images[0] == data.resolve() / "images" / "p000.jpg" and catalog.images[0].is_file()
+    assert relative_image(catalog, 0) == "images/p000.jpg"
 
 
 def test_relevance_as_text_in_csv_is_accepted(tmp_path: Path) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import make_batch, tiny_model_config
 from make_retrieval.config import Config, LossConfig
+from make_retrieval.data.batches import Batch, BatchBuilder
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.make import MAKEModel
@@ -59,10 +61,26 @@ def test_hard_negative_columns_extend_the_batch_and_the_loss(tiny_bert: Path, da
     assert logged[1]["query_product"] > logged[0]["query_product"], "more negatives, harder task"
 
 
-def test_training_with_hard_negatives(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:
+def test_training_with_hard_negatives(
+    tiny_config: Config, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mining runs before the epoch and every batch the step receives has one mined column per query."""
+    collated: list[Batch] = []
+    collate = BatchBuilder.__call__
+
+    def recorded(builder: BatchBuilder, items: list) -> Batch:
+        collated.append(collate(builder, items))
+        return collated[-1]
+
+    monkeypatch.setattr(BatchBuilder, "__call__", recorded)
     tiny_config.train.hard_negatives = True
     tiny_config.train.hard_negative_depth = 3
     train(tiny_config, data_dir, tmp_path / "run", progress=False)
+    assert len(collated) == tiny_config.train.max_steps
+    for batch in collated:
+        layout = batch.layout
+        assert layout.columns == 2 * layout.pairs and len(batch.titles) == layout.columns
+        assert batch.targets.positives[:, layout.hard].sum() < layout.pairs, "mined products are mostly negatives"
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "start"  # the untrained model's validation
     assert events[1] == {"step": 0, "epoch": 0, "event": "hard_negatives", "queries": 20}

@@ -4,6 +4,7 @@ delete, get. tests/test_milvus_server.py checks the server's HNSW and IVF_PQ ind
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def _rows(hits: list) -> list[int]:
     return [int(h.product_id[2:]) for h in hits]
 
 
+#: What an index manifest says of its model (an absolute path: the folder keeps it relative to itself).
+RUN_INFO = {"model": {"run": "/runs/x"}}
+
+
 def _build(n: int, config: IndexConfig | None = None, categories: int = 1) -> ProductIndex:
     products = stored_products(_catalog(n, categories), _weights(n), MODALITIES)
-    return ProductIndex.build(products, _vectors(n), MODALITIES, config or IndexConfig(), {"model": {"run": "x"}})
+    return ProductIndex.build(products, _vectors(n), MODALITIES, config or IndexConfig(), RUN_INFO)
 
 
 def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
@@ -58,7 +63,10 @@ def test_flat_round_trip_equals_brute_force(tmp_path: Path) -> None:
     assert [_rows(h) for h in hits] == _brute_force(vectors, queries, 10).tolist()
     np.testing.assert_allclose([h[0].score for h in hits], (queries @ vectors.T).max(1), rtol=1e-5)
     assert loaded.manifest["count"] == 500 and loaded.manifest["dimension"] == 32
-    assert loaded.manifest["model"] == {"run": "x"} and loaded.manifest["backend"] == "faiss"
+    assert loaded.manifest["model"] == RUN_INFO["model"] and loaded.manifest["backend"] == "faiss"
+    assert json.loads((tmp_path / "index" / "manifest.json").read_text())["model"]["run"].startswith("../"), (
+        "paths are kept relative to the folder"
+    )
     product = loaded.get(["id7"])[0]
     assert product is not None and product.metadata == {"colour": "red", "rank": 7}
     np.testing.assert_allclose(list(product.weights.values()), _weights(500)[7], rtol=1e-6)
@@ -250,14 +258,14 @@ def test_a_folder_written_part_by_part_equals_one_built_in_memory(kind: str, tmp
     config, parts = IndexConfig(kind=kind), _parts(1200, 300)
     products = [p for chunk, _ in parts for p in chunk]
     vectors = np.concatenate([v for _, v in parts])
-    ProductIndex.build(products, vectors, MODALITIES, config, {"model": {"run": "x"}}).save(tmp_path / "built")
+    ProductIndex.build(products, vectors, MODALITIES, config, RUN_INFO).save(tmp_path / "built")
     calls: list[int] = []
 
     def stream() -> list[tuple[list[StoredProduct], np.ndarray]]:
         calls.append(1)
         return parts
 
-    manifest = ProductIndex.write(tmp_path / "written", stream, 1200, 32, MODALITIES, config, {"model": {"run": "x"}})
+    manifest = ProductIndex.write(tmp_path / "written", stream, 1200, 32, MODALITIES, config, RUN_INFO)
     assert len(calls) == (2 if kind == "ivfpq" else 1), "IVF-PQ reads the parts once more to train"
     built, written = ProductIndex.load(tmp_path / "built"), ProductIndex.load(tmp_path / "written")
     assert manifest == written.manifest and manifest["count"] == 1200 and manifest["categories"] == ["c0", "c1", "c2"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import make_batch, tiny_model_config
-from make_retrieval.config import Config, LossConfig
+from make_retrieval.config import LossConfig
 from make_retrieval.data.batches import SimilarQueries
 from make_retrieval.data.keywords import KeywordExtractor, tokenize
 from make_retrieval.data.masks import QueryTerms
@@ -228,25 +228,3 @@ def test_similar_query_rules() -> None:
     assert SimilarQueries("subset", 0.7).weights(terms)[2, 0] == 0, "below the threshold"
     with pytest.raises(ConfigError, match="similar_query_rule"):
         SimilarQueries("cosine")
-
-
-def test_configs_saved_before_the_subset_rule_read_as_jaccard() -> None:
-    saved = dataclasses.asdict(Config())
-    del saved["loss"]["similar_query_rule"]
-    assert not Config().matches(saved, "old run"), "it trained with the Jaccard rule"
-    jaccard = Config()
-    jaccard.loss.similar_query_rule = "jaccard"
-    assert jaccard.matches(saved, "old run")
-    saved["model"]["keyword_enhancement"] = False
-    plain = Config()
-    plain.model.keyword_enhancement = False
-    assert plain.matches(saved, "old run"), "without KE the rule never mattered"
-
-
-def test_configs_saved_before_early_stopping_read_as_validating_every_epoch() -> None:
-    saved = dataclasses.asdict(Config())
-    del saved["train"]["patience"], saved["train"]["validate_every"]
-    assert not Config().matches(saved, "old run"), "it validated every epoch and never stopped early"
-    old = Config()
-    old.train.patience, old.train.validate_every = 0, 0
-    assert old.matches(saved, "old run")

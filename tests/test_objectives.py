@@ -12,7 +12,6 @@ from helpers import make_batch, tiny_model_config
 from make_retrieval.config import Config, LossConfig
 from make_retrieval.losses import MAKELoss
 from make_retrieval.model.baselines import with_variant
-from make_retrieval.model.checkpoint import load_model, save_checkpoint
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.model.objectives import OBJECTIVES, enabled_objectives, model_objectives
 
@@ -54,16 +53,3 @@ def test_a_zero_weight_switches_an_objective_off(tiny_bert: Path, data_dir: Path
     assert set(logged) == {*names, "loss"}
     expected = sum(getattr(config.loss, name) * logged[name] for name in names)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-
-
-def test_a_checkpoint_with_all_six_temperatures_still_loads(tiny_bert: Path, tmp_path: Path) -> None:
-    """Checkpoints saved before temperatures followed the objectives hold all six, whatever the variant."""
-    config = with_variant(Config(model=tiny_model_config(tiny_bert)), "text-dual")
-    old = MAKEModel(config.model, objectives=ALL)
-    config.save(tmp_path / "config.yaml")
-    save_checkpoint(tmp_path / "last.pt", old, {})
-    model, _, _ = load_model(tmp_path)
-    assert sorted(model.logit_scales) == sorted(ALL)
-    new = MAKEModel(config.model)
-    save_checkpoint(tmp_path / "last.pt", new, {})
-    assert sorted(load_model(tmp_path)[0].logit_scales) == ["query_product", "query_title"]

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import assert_same_embeddings, many_queries, tiny_model_config
 from make_retrieval.errors import CheckpointError, ConfigError
+from make_retrieval.index.store import read_manifest
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.onnx_export import export_onnx
 from make_retrieval.query_encoder import BatchingEncoder, OnnxQueryEncoder, TorchQueryEncoder
@@ -36,13 +37,14 @@ def test_serving_picks_the_encoder_and_refuses_a_mismatched_export(served_index:
     assert open_index(served_index, encoder="auto").encoder.name == "onnx"
     with pytest.raises(ConfigError, match="unknown encoder 'tf'"):
         open_index(served_index, encoder="tf")
-    stale = shutil.copytree(served_index, tmp_path / "index")
+    stale = shutil.copytree(served_index, tmp_path / "index")  # away from its run: named below
+    run = Path(read_manifest(served_index)["model"]["run"])
     info = stale / "query_encoder" / "info.json"
     info.write_text(json.dumps({**json.loads(info.read_text()), "checkpoint_sha256": "another"}))
     with pytest.raises(CheckpointError, match="exported from another checkpoint"):
-        open_index(stale, encoder="auto")
+        open_index(stale, run, encoder="auto")
     (stale / "query_encoder" / "model.onnx").unlink()
-    assert open_index(stale, encoder="auto").encoder.name == "torch"
+    assert open_index(stale, run, encoder="auto").encoder.name == "torch"
     with pytest.raises(FileNotFoundError, match="run 'make-retrieval export-onnx' first"):
         open_index(stale, encoder="onnx")
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import save_tiny_bert, shard_train, tiny_model_config
 from make_retrieval.config import Config
@@ -75,11 +76,15 @@ def test_sigkill_then_resume_gives_the_uninterrupted_log(
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run must be killed, not finished"
-    assert target.exists() and not list((run / STATES).glob("*.tmp"))
-    assert len(list((run / STATES).glob("step-*.pt"))) <= 2, "only the newest states are kept"
+    states = sorted((run / STATES).glob("step-*.pt"))
+    assert target in states and len(states) <= 2, "only the newest states are kept"
+    for state in states:  # written atomically: a state the kill could cut short is never under its name
+        torch.load(state, map_location="cpu", weights_only=False)
 
     train(config, data_dir, run, progress=False, resume=True)
     _assert_same_log(_log(run), whole)
+    # a temporary file (files.replacing: ".NAME.tmp.SUFFIX") the kill left is replaced by the resumed run
+    assert not [p.name for p in run.rglob(".*.tmp*")]
 
 
 def test_shards_refuse_hard_negative_mining(data_dir: Path, tmp_path: Path) -> None:

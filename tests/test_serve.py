@@ -19,16 +19,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from make_retrieval.index.store import StoredProduct
-from make_retrieval.retrieval import open_index
+from make_retrieval.index.store import StoredProduct, read_manifest
+from make_retrieval.retrieval import Index, open_index
 from make_retrieval.serve.app import MAX_BATCH, MAX_BODY_BYTES, MAX_QUERY_CHARS, create_app
 
 
 @pytest.fixture(scope="module")
 def app(served_index: Path) -> FastAPI:
     retriever = open_index(served_index, encoder="auto")
-    data = Path(json.loads((served_index / "manifest.json").read_text())["data"])
-    return create_app(retriever, data)
+    data = Path(read_manifest(served_index)["data"])
+    return create_app(Index(retriever), data)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_products_and_images(client: TestClient, served_index: Path) -> None:
     assert client.get("/products/nope").status_code == 404
     assert client.get("/products/nope").json()["detail"] == "no product 'nope'"
     image = client.get("/images/p010")
-    data = Path(json.loads((served_index / "manifest.json").read_text())["data"])
+    data = Path(read_manifest(served_index)["data"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
     assert image.content == (data / "images" / "p010.jpg").read_bytes()
     for path in ("/images/nope", "/images/..%2F..%2Fmanifest.json", "/images/../products.parquet"):
@@ -82,16 +82,29 @@ def test_products_and_images(client: TestClient, served_index: Path) -> None:
 def test_an_image_path_leaving_the_catalog_is_never_served(served_index: Path, tmp_path: Path) -> None:
     """Even an index whose table points outside the catalog folder (tampered, or built elsewhere)."""
     retriever = open_index(served_index, encoder="auto")
-    data = Path(json.loads((served_index / "manifest.json").read_text())["data"])
+    data = Path(read_manifest(served_index)["data"])
     secret = data.parent / "secret.txt"
     secret.write_text("do not serve")
     weights = {"title": 0.5, "image": 0.25, "fused": 0.25}
     escaping = StoredProduct("evil", "evil", None, "../secret.txt", weights, {})
     retriever.store.add([escaping, StoredProduct("none", "no image", None, None, weights, {})], np.zeros((2, 24)))
-    client = TestClient(create_app(retriever, data))
+    client = TestClient(create_app(Index(retriever), data))
     assert client.get("/products/evil").json()["image_url"] == "/images/evil"
     assert client.get("/images/evil").status_code == 404
     assert client.get("/images/none").json()["detail"] == "product 'none' has no image"
+
+
+def test_an_image_linked_from_inside_the_catalog_is_served(served_index: Path, tmp_path: Path) -> None:
+    """A link the catalog's owner made inside its folder (images on another disk) is read through."""
+    retriever = open_index(served_index, encoder="auto")
+    data = Path(read_manifest(served_index)["data"])
+    outside = tmp_path / "other-disk.jpg"
+    outside.write_bytes((data / "images" / "p000.jpg").read_bytes())
+    (data / "images" / "linked.jpg").symlink_to(outside)
+    weights = {"title": 0.5, "image": 0.25, "fused": 0.25}
+    retriever.store.add([StoredProduct("linked", "linked", None, "images/linked.jpg", weights, {})], np.zeros((1, 24)))
+    response = TestClient(create_app(Index(retriever), data)).get("/images/linked")
+    assert response.status_code == 200 and response.content == outside.read_bytes()
 
 
 @pytest.mark.parametrize(

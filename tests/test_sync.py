@@ -18,7 +18,7 @@ from helpers import build_tiny_index, make_data_dir, milvus_writes, write_table
 from make_retrieval.cli import app
 from make_retrieval.index.folder import open_store
 from make_retrieval.pipeline import sync_index, to_milvus
-from make_retrieval.retrieval import open_index
+from make_retrieval.retrieval import Index
 from make_retrieval.serve.app import create_app
 
 
@@ -105,7 +105,7 @@ def test_sync_on_a_milvus_server_touches_only_the_changes_and_search_keeps_answe
     index = tmp_path / "server-index"
     copy = to_milvus(faiss_index, milvus_uri, f"sync_{uuid.uuid4().hex[:8]}", index)
     assert len(copy) == 32
-    client = TestClient(create_app(open_index(index, encoder="torch"), data_dir))
+    client = TestClient(create_app(Index.open(index, encoder="torch"), data_dir))
     statuses: list[int] = []
     syncing = threading.Event()
 

@@ -228,9 +228,8 @@ class ClickDataset(Dataset):
 
 
 class EpochBatches(Sampler[list[int]]):
-    """An epoch's shuffled batches of item positions, drawn from ``generator`` exactly as the
-    DataLoader's own RandomSampler + BatchSampler would (same runs, same numbers), plus ``skip``:
-    leading batches to leave out once, for resuming in the middle of an epoch."""
+    """An epoch's shuffled batches of item positions (one permutation drawn from ``generator`` per
+    epoch), plus ``skip``: leading batches to leave out once, for resuming in the middle of an epoch."""
 
     def __init__(self, size: int, batch_size: int, drop_last: bool, generator: torch.Generator):
         self.size, self.batch_size, self.drop_last, self.generator = size, batch_size, drop_last, generator
@@ -244,8 +243,6 @@ class EpochBatches(Sampler[list[int]]):
         order = torch.randperm(self.size, generator=self.generator).tolist()
         for k in range(skip, len(self)):
             yield order[k * self.batch_size : (k + 1) * self.batch_size]
-        # RandomSampler draws one more permutation before it stops; keep the generator in step
-        torch.randperm(self.size, generator=self.generator)
 
 
 class BatchBuilder:

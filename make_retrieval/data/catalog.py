@@ -6,6 +6,7 @@ dropping it would hide it from search, and the model handles products without im
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from make_retrieval.data.tables import LoadReport, TextOnly, find_table, parse_rows, text_field
 from make_retrieval.errors import DataError
+from make_retrieval.files import inside
 
 #: Columns with a meaning of their own; every other column is metadata returned by search.
 CORE_COLUMNS = ("product_id", "title", "image", "category")
@@ -81,16 +83,20 @@ def load_catalog(data_dir: Path, report: LoadReport, skip_bad_rows: bool = False
 
 
 def _image_path(path: Path, number: int, row: dict[str, Any], root: Path) -> Path | None:
-    """Resolve the relative image path; refuse paths that leave the data directory."""
+    """The image path under the data directory. It is normalised as written, not resolved: a path
+    that climbs out (``..``, or absolute) is refused, while a link inside the directory (an
+    ``images/`` folder linked to another disk) is read through, as the user who made it meant."""
     value = row.get("image")
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str):
         raise DataError(path, f"must be a relative path string, got {value!r}", number, "image")
-    resolved = (root / value.strip()).resolve()
-    if not resolved.is_relative_to(root):
-        raise DataError(path, f"image path '{value}' leaves the data directory", number, "image")
-    return resolved
+    located = inside(root, value.strip())
+    if located is None:
+        where = os.path.normpath(root / value.strip())
+        message = f"image path '{value}' points to {where}, outside the data directory {root}"
+        raise DataError(path, message, number, "image")
+    return located
 
 
 def image_problem(path: Path) -> str | None:
@@ -106,9 +112,14 @@ def image_problem(path: Path) -> str | None:
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
-    """Decode to a ``3 x size x size`` float tensor in [-1, 1] (aspect ratio is not kept: the
-    demo photos are 60x80 and a square input keeps patch grids simple)."""
+    """Decode to a ``3 x size x size`` float tensor in [-1, 1] (``image_tensor``)."""
     with Image.open(path) as img:
-        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return image_tensor(img, size)
+
+
+def image_tensor(img: Image.Image, size: int) -> torch.Tensor:
+    """A picture as a ``3 x size x size`` float tensor in [-1, 1] (aspect ratio is not kept: the
+    demo photos are 60x80 and a square input keeps patch grids simple)."""
+    rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

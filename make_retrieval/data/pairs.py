@@ -48,7 +48,10 @@ def load_clicks(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows:
 
 
 def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_rows: bool = False) -> Judgements:
-    """Read ``valid.*``/``test.*``: columns query, product_id, integer relevance >= 1."""
+    """Read ``valid.*``/``test.*``: columns query, product_id, integer relevance >= 0. A 0 is a
+    judged, not relevant product (TREC- and ESCI-style label files list them): it is checked like
+    any row and then left out, as unlisted products are; a query with no relevant product is not
+    scored."""
 
     first_row: dict[tuple[str, int], int] = {}
 
@@ -66,9 +69,10 @@ def load_judgements(path: Path, catalog: Catalog, report: LoadReport, skip_bad_r
     for query, product, relevance in parse_rows(
         path, ("query", "product_id", "relevance"), parse, report, skip_bad_rows
     ):
-        judged.setdefault(query, {})[catalog.product_ids[product]] = relevance
+        if relevance > 0:
+            judged.setdefault(query, {})[catalog.product_ids[product]] = relevance
     if not judged:
-        raise DataError(path, "no judged queries")
+        raise DataError(path, "no query with a relevant product (relevance >= 1)")
     return judged
 
 
@@ -103,8 +107,8 @@ def _relevance(path: Path, number: int, row: dict[str, Any]) -> int:
     # ints, integral floats (Parquet/JSON) and digit strings (CSV) are accepted; bools are not
     text = "" if isinstance(value, bool) or not isinstance(value, (int, float, str)) else str(value).strip()
     relevance = int(float(text)) if _INTEGER.fullmatch(text) else None
-    if relevance is None or relevance < 1:
-        raise DataError(path, f"must be an integer >= 1, got {value!r}", number, "relevance")
+    if relevance is None or relevance < 0:
+        raise DataError(path, f"must be an integer >= 0 (0 = judged not relevant), got {value!r}", number, "relevance")
     return relevance
 
 

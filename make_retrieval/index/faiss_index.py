@@ -31,7 +31,7 @@ from make_retrieval.config import INDEX_KINDS, IndexConfig
 from make_retrieval.errors import IndexFileError
 from make_retrieval.files import file_sha256, file_stamp, replacing, same_file
 from make_retrieval.index.exact import exact_top_k
-from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest
+from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest, write_manifest
 
 #: Files of an index folder whose sha256 the manifest records and ``load`` verifies (``write`` names
 #: them in this order).
@@ -396,8 +396,7 @@ def _seal(folder: Path, manifest: dict[str, Any], count: int, rows: int, categor
     manifest.update(count=count, rows=rows, categories=categories)
     manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
     manifest["stamps"] = {name: file_stamp(folder / name) for name in CHECKED_FILES}
-    with replacing(folder / "manifest.json") as path:
-        path.write_text(json.dumps(manifest, indent=2))
+    write_manifest(folder, manifest)
     return manifest
 
 

@@ -18,7 +18,6 @@ nullable fields (and the catalog reads an empty cell as none).
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -30,7 +29,7 @@ import numpy as np
 
 from make_retrieval.config import IndexConfig
 from make_retrieval.errors import IndexFileError
-from make_retrieval.index.store import Hit, StoredProduct, json_safe, read_manifest
+from make_retrieval.index.store import Hit, StoredProduct, json_safe, read_manifest, write_manifest
 
 #: Rows per insert/upsert request (Milvus caps the size of one request).
 WRITE_BATCH = 1_000
@@ -224,7 +223,7 @@ class MilvusIndex:
         self.client.flush(self.collection)
         folder.mkdir(parents=True, exist_ok=True)
         self.manifest["count"] = len(self)
-        (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        write_manifest(folder, self.manifest)
 
 
 def _literal(text: str) -> str:

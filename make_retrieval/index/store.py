@@ -2,18 +2,22 @@
 incremental add and delete. FAISS (``faiss_index.py``, in-process) and Milvus (``milvus_index.py``,
 Milvus Lite or a cluster by URI) implement it; the retriever, the service and ``sync`` see only this.
 
-An index folder always holds ``manifest.json``; its ``backend`` says which store opens it.
+An index folder always holds ``manifest.json``; its ``backend`` says which store opens it, and the
+paths it names (the run, the catalog folder) are kept relative to the index folder.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from make_retrieval.files import replacing
 
 
 @dataclass(slots=True)
@@ -108,9 +112,34 @@ def mean_weights_by_category(
     return table
 
 
+#: Manifest entries that are paths: (section or None, key). They are written relative to the index
+#: folder, so that a folder copied with the run and catalog beside it (or all three to another
+#: machine) finds them there, and read back as absolute paths.
+MANIFEST_PATHS = ((None, "data"), ("model", "run"), ("model", "data"))
+
+
+def _map_paths(manifest: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of ``manifest`` with ``change`` applied to every path entry that is set."""
+    copied = {key: dict(value) if isinstance(value, dict) else value for key, value in manifest.items()}
+    for section, key in MANIFEST_PATHS:
+        holder = copied if section is None else copied.get(section)
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            holder[key] = change(holder[key])
+    return copied
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``folder/manifest.json`` atomically, its paths relative to ``folder``."""
+    base = folder.resolve()
+    portable = _map_paths(manifest, lambda path: os.path.relpath(Path(path).resolve(), base))
+    with replacing(folder / "manifest.json") as temporary:
+        temporary.write_text(json.dumps(portable, indent=2))
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """An index folder's manifest; a clear error if the folder is not one."""
+    """An index folder's manifest, its paths made absolute; a clear error if the folder is not one."""
     path = folder / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not an index folder (no manifest.json); run 'embed' first")
-    return json.loads(path.read_text())
+    base = folder.resolve()
+    return _map_paths(json.loads(path.read_text()), lambda relative: str((base / relative).resolve()))

@@ -91,6 +91,11 @@ class TextEncoder(nn.Module):
         """Width of the token states and of the pooled feature."""
         return self.model.config.hidden_size
 
+    def save_architecture(self, folder: Path) -> None:
+        """The tower's config and tokenizer, without weights (a saved MAKE folder keeps those)."""
+        self.model.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
     def forward(self, texts: list[str], max_length: int | None = None) -> EncodedText:
         """Tokenize (truncating to ``max_length``, default the config's) and encode. A tower shared by
         queries and titles is called with each side's own length."""
@@ -146,12 +151,21 @@ _DUAL_TOWERS = {"clip": (CLIPTextModel, CLIPVisionModel)}
 
 def hf_tower(folder: Path, text: bool) -> nn.Module:
     """A model from a local folder; for a dual checkpoint (a CLIPModel folder) only its text or its
-    vision half, so that CLIP can initialise the title tower and the image tower separately."""
-    model_type = AutoConfig.from_pretrained(folder, local_files_only=True).model_type
-    if model_type in _DUAL_TOWERS:
-        text_class, vision_class = _DUAL_TOWERS[model_type]
+    vision half, so that CLIP can initialise the title tower and the image tower separately. A folder
+    with a config and no weights (what a saved MAKE folder holds: its weights are in the folder's
+    model.safetensors, model/checkpoint.py) builds the architecture alone."""
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if not has_weights(folder):
+        return AutoModel.from_config(config)
+    if config.model_type in _DUAL_TOWERS:
+        text_class, vision_class = _DUAL_TOWERS[config.model_type]
         return (text_class if text else vision_class).from_pretrained(folder, local_files_only=True)
     return AutoModel.from_pretrained(folder, local_files_only=True)
+
+
+def has_weights(folder: Path) -> bool:
+    """Whether a Hugging Face folder holds weights (safetensors or PyTorch, whole or sharded)."""
+    return any(next(folder.glob(pattern), None) for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json"))
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -1,4 +1,4 @@
-"""The search service: FastAPI over a ``MAKERetriever`` (query encoder + any vector store).
+"""The search service: FastAPI over an ``Index`` (query encoder + any vector store).
 
 Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool: onnxruntime, torch and
 FAISS release the GIL while they compute, and concurrent requests use every core. Every input a
@@ -24,8 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from make_retrieval.files import inside
 from make_retrieval.index.store import StoredProduct
-from make_retrieval.retrieval import MAKERetriever
+from make_retrieval.retrieval import Index, SearchHit
 
 log = logging.getLogger("make_retrieval.serve")
 
@@ -177,18 +178,19 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _product(stored: StoredProduct) -> dict[str, Any]:
+def _product(stored: StoredProduct | SearchHit) -> dict[str, Any]:
+    """The API's fields of a stored product or a hit: the image as the service's address."""
     fields = stored.to_dict()
     image = fields.pop("image")
     fields["image_url"] = f"/images/{quote(stored.product_id, safe='')}" if image else None
     return fields
 
 
-def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int | None = None) -> FastAPI:
-    """The service for ``retriever``; product images are served from inside ``images_root`` only.
+def create_app(index: Index, images_root: Path | None, threads: int | None = None) -> FastAPI:
+    """The service for ``index``; product images are served from inside ``images_root`` only.
     ``threads`` caps the requests computing at once (FastAPI's thread pool, 40 by default): on a
     loaded machine more would only share the same cores, and each would take longer."""
-    store, modalities = retriever.store, retriever.store.modalities
+    store = index.store
     root = images_root.resolve() if images_root is not None else None
 
     @asynccontextmanager
@@ -239,13 +241,14 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
         return JSONResponse({"message": "internal error; the server log has the details"}, status_code=500)
 
     def answer(queries: list[str], k: int, category: str | None) -> list[SearchResponse]:
-        found, query_weights = retriever.search_products(queries, k, category)
-        responses = []
-        for query, pairs, a_q in zip(queries, found, query_weights.tolist(), strict=True):
-            results = [Result(**_product(product), score=score) for product, score in pairs]
-            weights = dict(zip(modalities, a_q, strict=True))
-            responses.append(SearchResponse(query=query, query_weights=weights, results=results))
-        return responses
+        return [
+            SearchResponse(
+                query=result.query,
+                query_weights=result.weights,
+                results=[Result(**_product(hit)) for hit in result.hits],
+            )
+            for result in index.search(queries, k, category)
+        ]
 
     @app.get("/search", response_model=SearchResponse, tags=["search"])
     def search_get(
@@ -288,8 +291,8 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
         relative = stored(product_id).image
         if relative is None or root is None:
             raise HTTPException(404, f"product '{product_id}' has no image")
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        path = inside(root, relative)  # links the catalog holds are read through; '..' never leaves it
+        if path is None or not path.is_file():
             raise HTTPException(404, f"the image of product '{product_id}' is not in the catalog folder")
         return FileResponse(path)
 
@@ -302,7 +305,7 @@ def create_app(retriever: MAKERetriever, images_root: Path | None, threads: int 
     def healthz() -> Health:
         """Liveness: the store answers and how many products it holds."""
         backend = store.manifest.get("backend", "faiss")
-        return Health(status="ok", products=len(store), backend=backend, encoder=retriever.encoder.name)
+        return Health(status="ok", products=len(store), backend=backend, encoder=index.retriever.encoder.name)
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     def metrics() -> Response:
