@@ -184,6 +184,10 @@ class TrainConfig:
     #: train/wise_ft.py) at each of these shares of the tuned weights, keeping the mixture that
     #: validates best; "" = off. Needs validation.
     wise_ft: str = "0.25,0.5,0.75"
+    #: After WiSE-FT, move both sides' modality weights this share of the way onto the title
+    #: (train/wise_ft.py ``choose_title_lean``), keeping the share that validates best, or none;
+    #: "" = off. Needs validation.
+    title_lean: str = "0.5,1"
     #: Steps of image-tower warm-up against the frozen title tower before training (train/image_warmup.py);
     #: for a randomly initialised image tower. 0 = off (e.g. when loading pretrained image weights).
     image_warmup_steps: int = 0
@@ -247,17 +251,8 @@ class Config:
         return update(cls(), raw, str(path))
 
     def matches(self, saved: dict[str, Any], where: str) -> bool:
-        """Whether ``saved`` (a config written by an earlier run) equals this one. It is read through
-        the dataclasses, so keys added since then take their defaults, which keep earlier behaviour;
-        the defaults that do not are read as the behaviour of their time: ``similar_query_rule``
-        (where Keyword Enhancement was on), and every epoch validated with no early stop."""
-        saved = {section: dict(values) if isinstance(values, dict) else values for section, values in saved.items()}
-        loss, model, train = saved.setdefault("loss", {}), saved.get("model", {}), saved.setdefault("train", {})
-        if "similar_query_rule" not in loss and model.get("keyword_enhancement", True):
-            loss["similar_query_rule"] = "jaccard"  # the only rule before the key existed (commit f77c8a4)
-        if "patience" not in train:  # before early stopping (issue 11)
-            train.setdefault("validate_every", 0)
-            train["patience"] = 0
+        """Whether ``saved`` (a config written by an earlier run) equals this one, read through the
+        dataclasses (a key added since then takes its default)."""
         return dataclasses.asdict(update(Config(), saved, where)) == dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:

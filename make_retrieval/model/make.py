@@ -90,6 +90,12 @@ class MAKEModel(nn.Module):
         # "product-only MA" (METHOD.md ablation): b(p) learned, a(q) uniform
         query_enabled = enabled and config.query_adaptation
         self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled, prior)
+        #: Ours (issue 21): how far both sides' weights move onto the title after training,
+        #: w' = (1 - s) w + s e_title, with s chosen on validation (train/wise_ft.py ``choose_title_lean``)
+        #: and saved with the weights; 0 while training. Where the image and fused parts do not carry
+        #: over to the queries validated on (product types never trained), the title alone ranks better.
+        self.register_buffer("title_lean", torch.zeros(()))
+        self._title = self.modalities.index("title") if "title" in self.modalities and count > 1 else None
         start = math.log(1.0 / init_temperature)
         if objectives is None:
             objectives = [o.name for o in model_objectives(config)]
@@ -144,7 +150,7 @@ class MAKEModel(nn.Module):
         """``encode_queries`` after tokenization (the part exported to ONNX)."""
         pooled = self.query_encoder.encode(input_ids, attention_mask).pooled
         parts = {m: F.normalize(self.query_proj[m](pooled), dim=-1) for m in self.modalities}
-        return combine(parts, self.query_adaptation(pooled), self.modalities)
+        return combine(parts, self._leaned(self.query_adaptation(pooled)), self.modalities)
 
     def encode_products(self, titles: list[str], images: torch.Tensor, has_image: torch.Tensor) -> Embedded:
         """``images``: pixels (B,3,S,S), or cached trunk features for a frozen image tower
@@ -163,7 +169,20 @@ class MAKEModel(nn.Module):
         # the MA MLP must not read the image part of a product that has none (it is the image of zeros)
         seen = {m: parts[m] * has_image.unsqueeze(1) if m == "image" else parts[m] for m in self.modalities}
         weights = self.product_adaptation(torch.cat([seen[m] for m in self.modalities], -1), available)
-        return combine(parts, weights, self.modalities)
+        return combine(parts, self._leaned(weights), self.modalities)
+
+    @property
+    def leans(self) -> bool:
+        """Whether ``title_lean`` can act: the model has a title and another modality."""
+        return self._title is not None
+
+    def _leaned(self, weights: torch.Tensor) -> torch.Tensor:
+        """Modality weights moved ``title_lean`` of the way onto the title (unchanged at 0)."""
+        if self._title is None:
+            return weights
+        title = torch.zeros_like(weights)
+        title[:, self._title] = 1.0
+        return weights + self.title_lean.to(weights.dtype) * (title - weights)
 
 
 def _identity(layer: nn.Linear) -> None:

@@ -36,7 +36,7 @@ from make_retrieval.train.metrics import MetricsLog
 from make_retrieval.train.state import TrainingPosition, clear_checkpoints, resumable_state
 from make_retrieval.train.step import TrainingStep
 from make_retrieval.train.validation import Validator
-from make_retrieval.train.wise_ft import choose_mixture, mixture_shares
+from make_retrieval.train.wise_ft import choose_mixture, choose_title_lean, mixture_shares
 
 
 @dataclass
@@ -91,7 +91,9 @@ def train(
     generator = seed_everything(config.train.seed)
     data = load_data_dir(data_dir, ("train", "valid"), skip_bad_rows=skip_bad_rows)
     data, plan = plan_validation(data, config.train)
-    shares = mixture_shares(config.train.wise_ft)  # parsed now: a bad setting fails before training
+    # parsed now: a bad setting fails before training
+    shares = mixture_shares(config.train.wise_ft)
+    leans = mixture_shares(config.train.title_lean, "title_lean", include_one=True)
     validator = Validator(data, config.train)
     clicks = click_source(data, config, context.world_size, generator, skip_bad_rows)
     position = TrainingPosition.from_state(state) if state is not None else TrainingPosition()
@@ -152,6 +154,8 @@ def train(
     bar.close()
     if context.is_main and validator.enabled and shares:
         _mix_with_pretrained(run, position, objectives, shares)
+    if context.is_main and validator.enabled and leans:
+        _lean_on_title(run, position, leans)
     log.close()
     seconds = time.time() - started
     if context.is_main:
@@ -278,6 +282,16 @@ def _mix_with_pretrained(run: _Run, position: TrainingPosition, objectives: list
         position.best = event[f"valid_{metric}"]
         run.log.write({"step": position.step, **event})
         tqdm.write(f"WiSE-FT: {event['tried']} -> share of the tuned weights {event['alpha']}")
+
+
+def _lean_on_title(run: _Run, position: TrainingPosition, shares: list[float]) -> None:
+    """The title lean of best.pt over ``shares``, chosen on validation (train/wise_ft.py)."""
+    metric = run.validator.metric
+    event = choose_title_lean(run.step.model, run.run_dir / "best.pt", shares, run.validator, metric, position.best)
+    if event is not None:
+        position.best = event[f"valid_{metric}"]
+        run.log.write({"step": position.step, **event})
+        tqdm.write(f"title lean: {event['tried']} -> {event['share']}")
 
 
 def _keywords(config: Config, data: DataDir, clicks: ClickSource) -> KeywordExtractor | None:
