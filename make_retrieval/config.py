@@ -87,7 +87,7 @@ class ModelConfig:
     #: One text tower for queries and titles (text-dual and CLIP-style baselines) instead of two.
     share_text_encoder: bool = False
     modal_adaptation: bool = True
-    #: With MA on, also learn per-query weights a(q); False is METHOD.md's "product-only MA".
+    #: With MA on, also learn per-query weights a(q); False is docs/METHOD.md's "product-only MA".
     query_adaptation: bool = True
     keyword_enhancement: bool = True
     #: Hidden width of the Modal Adaptation MLPs.
@@ -108,7 +108,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the pre-training objectives (METHOD.md, 'Pre-training objectives'), one field per
+    """Weights of the pre-training objectives (docs/METHOD.md, 'Pre-training'), one field per
     objective of model/objectives.py (same name); 0 switches an objective off."""
 
     query_product: float = 1.0

@@ -2,7 +2,7 @@
 ``ExactRetriever`` is how a trained model is searched for it (and for validation and mining): the
 whole catalog embedded and searched exactly by position, with no serving index built.
 
-Metrics of METHOD.md: Recall@{10,50,100,1000} (recall hit rate), Precision@10 (relevance rate),
+Metrics of docs/METHOD.md: Recall@{10,50,100,1000} (recall hit rate), Precision@10 (relevance rate),
 MRR@10 and NDCG@10 (graded); a product counts as relevant when its relevance >= 1. Per-category
 NDCG@10 groups queries by the category of their most relevant products.
 """

@@ -105,3 +105,12 @@ def test_search_on_an_exported_index_imports_no_torch(served_index: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """README's Layout paragraph lists each top-level module and subpackage of the package."""
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "make_retrieval"
+    names = {f"`{p.name}`" for p in package.glob("*.py") if p.name != "__init__.py"}
+    names |= {f"`{p.name}/`" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert {name for name in names if name not in layout} == set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -81,3 +83,16 @@ def test_batching_encoder_groups_concurrent_callers_and_returns_each_its_own_row
         with pytest.raises(ValueError, match="cannot encode boom"):
             failing.result()
     assert batching.encode(["after"])[0][0, 0] == 5  # the worker survived the error
+
+
+def test_searching_and_serving_with_the_onnx_encoder_import_no_torch(served_index: Path) -> None:
+    """The README's claim, checked: the service built on an exported index and a search through it
+    load neither torch nor transformers (the tokenizer runs in ``tokenizers``)."""
+    code = (
+        "import sys; from make_retrieval.retrieval import Index; from make_retrieval.serve.app import create_app; "
+        f"index = Index.open({str(served_index)!r}, encoder='auto'); create_app(index, None); "
+        "hits = index.search(['red shirt'], k=3)[0].hits; "
+        "print(index.retriever.encoder.name, len(hits), 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["onnx", "3", "False", "False"]

@@ -1,6 +1,6 @@
 """Training batches: click pairs with decoded images, keyword pseudo-queries and positive masks.
 
-The masks carry the false-negative handling of METHOD.md. Always: a product clicked by the same
+The masks carry the false-negative handling of docs/METHOD.md. Always: a product clicked by the same
 query elsewhere in the batch is not a negative. With Keyword Enhancement (part 3): identical queries
 share positives, similar queries (``SimilarQueries.weights``) are weighted positives of one another's
 products, and a product whose keywords cover every query term is never a negative. They are built
@@ -33,7 +33,7 @@ Item = tuple[str, int, float]
 class SimilarQueries:
     """KE part 3: how much query ``b``'s clicked product counts as a positive of query ``a``.
 
-    ``jaccard`` (our first reading of METHOD.md) is symmetric: Jaccard(a, b) when it reaches the
+    ``jaccard`` (our first reading of docs/METHOD.md) is symmetric: Jaccard(a, b) when it reaches the
     threshold. It makes "men red shirt" and "men blue shirt" positives of each other (1/2) although
     neither's product fits the other; on the demo catalog about 19 such pairs fall in every batch of
     64. ``subset`` keeps only pairs where every term of ``a`` is in ``b``: the more specific query's

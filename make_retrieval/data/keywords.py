@@ -2,7 +2,7 @@
 
 A product's keywords are its title terms ranked by (click-query frequency + ``prior``) x IDF: terms
 that the queries which clicked it used come first, and a product nobody clicked falls back to IDF
-alone (METHOD.md, Ours). Nothing external is needed, and the tokenizer splits CJK text into
+alone (docs/METHOD.md, Ours). Nothing external is needed, and the tokenizer splits CJK text into
 characters so that Chinese titles work too.
 """
 

@@ -23,7 +23,7 @@ from make_retrieval.files import replacing
 
 T = TypeVar("T")
 
-#: Extensions in the order they are looked for; the first one found is read (METHOD.md).
+#: Extensions in the order they are looked for; the first one found is read (docs/METHOD.md).
 TABLE_EXTENSIONS = (".parquet", ".jsonl", ".csv")
 
 

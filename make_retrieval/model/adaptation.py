@@ -2,7 +2,7 @@
 
 b(p) = softmax(MLP([title; image; fused])) and a(q) = softmax(MLP(query)); the score
 sum_m sqrt(a_m(q) b_m(p)) <q_m, p_m> is one inner product of unit vectors [sqrt(a_m) q_m]_m and
-[sqrt(b_m) p_m]_m, so the catalog is embedded once (METHOD.md, Ours; model/make.py says why sqrt).
+[sqrt(b_m) p_m]_m, so the catalog is embedded once (docs/METHOD.md, Ours; model/make.py says why sqrt).
 Modalities a product lacks (no image) get weight 0. With MA off the weights are uniform over the
 available modalities: the "no MA" ablation.
 """

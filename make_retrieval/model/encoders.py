@@ -2,7 +2,7 @@
 model/image.py).
 
 Text features are mean-pooled over non-padding tokens (it beat [CLS] in Taobao's predecessor system,
-METHOD.md); token states are kept for the fusion encoder.
+docs/METHOD.md); token states are kept for the fusion encoder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cross-modal fusion (ALBEF style, METHOD.md Ours): title tokens self-attend and cross-attend to
+"""Cross-modal fusion (ALBEF style, docs/METHOD.md Ours): title tokens self-attend and cross-attend to
 image patches; the fused feature is the output at the title's first ([CLS]) position.
 
 A learned "no image" token is always in the memory, so text-only products fuse without NaNs from an

@@ -3,7 +3,7 @@
 A query vector is [sqrt(a_m(q)) q_m]_m and a product vector [sqrt(b_m(p)) p_m]_m over the modalities
 (title, image, fused), so their inner product is the Modal-Adaptation score
 s(q, p) = sum_m sqrt(a_m(q) b_m(p)) <q_m, p_m> and a single ANN search serves the whole catalog.
-Ours, changed from METHOD.md's sum_m a_m b_m <q_m, p_m> (docs/DESIGN.md, "Unit-norm MA vectors"):
+Ours, changed from docs/METHOD.md's sum_m a_m b_m <q_m, p_m> (docs/DESIGN.md, "Unit-norm MA vectors"):
 with plain weights the score's range grows when a and b concentrate on one modality, so training
 rewards collapsing onto whichever modality is best at step 0 whatever the product. With square
 roots both vectors have unit norm for any weights, the range is [-1, 1] and only information moves
@@ -87,7 +87,7 @@ class MAKEModel(nn.Module):
         title = self.modalities.index("title") if "title" in self.modalities else None
         prior = None if title is None or config.initial_title_weight is None else (title, config.initial_title_weight)
         self.product_adaptation = ModalAdaptation(dim * count, count, hidden, enabled, prior)
-        # "product-only MA" (METHOD.md ablation): b(p) learned, a(q) uniform
+        # "product-only MA" (docs/METHOD.md ablation): b(p) learned, a(q) uniform
         query_enabled = enabled and config.query_adaptation
         self.query_adaptation = ModalAdaptation(self.query_encoder.hidden_size, count, hidden, query_enabled, prior)
         #: Ours (issue 21): how far both sides' weights move onto the title after training,

@@ -1,4 +1,4 @@
-"""The contrastive pre-training objectives of METHOD.md, as data: each one names the two sides it
+"""The contrastive pre-training objectives of docs/METHOD.md, as data: each one names the two sides it
 contrasts and the masks that say, per batch, which pairs are positives and which are excluded.
 
 Adding an objective is one ``Objective`` entry here plus its weight (a ``LossConfig`` field of the

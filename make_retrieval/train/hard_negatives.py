@@ -1,4 +1,4 @@
-"""Hard-negative mining with the current model's own index (MGDSPR-style, METHOD.md lessons).
+"""Hard-negative mining with the current model's own index (MGDSPR-style, docs/METHOD.md, Pre-training).
 
 Before an epoch, the whole catalog is embedded and every training query searched; the products it
 ranks highest that the query never clicked become that query's candidates, and each batch draws one

@@ -177,7 +177,7 @@ def print_summary(stats: dict, out: str) -> None:
 
 README_TEMPLATE = """{heading}
 
-A data directory in the format of METHOD.md ("Formats"): real fashion products with {photos_and}
+A data directory in the format of the README's "Your own data": real fashion products with {photos_and}
 titles, and **simulated** shopper queries with **graded relevance derived from catalog attributes**
 (no real clicks or human judgements exist for this catalog).
 
