@@ -28,7 +28,8 @@ from make_retrieval.config import Config
 from make_retrieval.data.catalog import image_tensor, load_image
 from make_retrieval.embed import stack_outputs
 from make_retrieval.model.checkpoint import load_model, save_model
-from make_retrieval.model.image_cache import FeatureCache
+from make_retrieval.model.image import ImageEncoder
+from make_retrieval.model.image_cache import CachedFeatures, FeatureCache
 from make_retrieval.model.make import Embedded, MAKEModel
 
 #: What ``encode_products`` takes for a product's picture.
@@ -65,6 +66,7 @@ class MAKE:
 
     def __init__(self, model: MAKEModel, config: Config, source: Path | None = None):
         self.model, self.config, self.source = model.eval(), config, source
+        self._feature_cache: FeatureCache | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> MAKE:
@@ -134,25 +136,26 @@ class MAKE:
     def _image_inputs(self, pictures: list[ImageLike]) -> torch.Tensor:
         """What the image tower reads: pixels, or a frozen tower's trunk features (zeros for None)."""
         encoder, size = self.model.image_encoder, self.model.image_size
-        pixels = [
-            None if p is None else image_tensor(p, size) if isinstance(p, Image.Image) else load_image(Path(p), size)
-            for p in pictures
-        ]
         if encoder is None or not encoder.frozen:
-            return torch.stack([torch.zeros(3, size, size) if p is None else p for p in pixels])
-        cache = FeatureCache.for_encoder(encoder)
+            return torch.stack([_pixels(p, size) for p in pictures])
+        cache = self._cache(encoder)
         features = torch.zeros(len(pictures), *cache.shape)
         files = [i for i, p in enumerate(pictures) if isinstance(p, (str, Path))]
-        if files:
-            rows = cache.rows([Path(pictures[i]) for i in files], encoder, progress=False)  # type: ignore[arg-type]
-            stored = np.memmap(cache.folder / "features.f16", dtype="<f2", mode="r").reshape(-1, *cache.shape)
-            features[files] = torch.from_numpy(stored[rows].astype(np.float32))
+        if files:  # decoded only if the cache has not seen the file, as embed does
+            cached = CachedFeatures(cache, cache.rows([Path(pictures[i]) for i in files], encoder, progress=False))  # type: ignore[arg-type]
+            features[files] = torch.stack([cached(row) for row in range(len(files))])
         shown = [i for i, p in enumerate(pictures) if isinstance(p, Image.Image)]
         if shown:
-            batch = torch.stack([pixels[i] for i in shown]).to(self.device)  # type: ignore[misc]
+            batch = torch.stack([_pixels(pictures[i], size) for i in shown]).to(self.device)
             # rounded as the cache stores them, so an in-memory picture and its file agree
             features[shown] = encoder.trunk(batch).half().float().cpu()
         return features
+
+    def _cache(self, encoder: ImageEncoder) -> FeatureCache:
+        """The frozen tower's feature cache, found once (its key hashes every backbone weight)."""
+        if self._feature_cache is None:
+            self._feature_cache = FeatureCache.for_encoder(encoder)
+        return self._feature_cache
 
     def _stacked(self, outputs: Iterator[Embedded]) -> Embeddings:
         """The batches' outputs as one ``Embeddings`` (empty input, empty arrays)."""
@@ -161,6 +164,13 @@ class MAKE:
             empty = np.zeros((0, self.dim), np.float32), np.zeros((0, len(self.modalities)), np.float32)
             return Embeddings(*empty, self.modalities)
         return Embeddings(*stack_outputs(batches), self.modalities)
+
+
+def _pixels(picture: ImageLike, size: int) -> torch.Tensor:
+    """A picture (PIL image or file) as the tower's pixels; zeros for None."""
+    if picture is None:
+        return torch.zeros(3, size, size)
+    return image_tensor(picture, size) if isinstance(picture, Image.Image) else load_image(Path(picture), size)
 
 
 def _listed(texts: Sequence[str], name: str) -> list[str]:

@@ -93,9 +93,9 @@ def choose_title_lean(
     """Validate best.pt with its modality weights leaned onto the title by each share, and write it
     back with the share that beats ``best`` (0 when none does). ``model`` ends as best.pt. Returns
     the choice's event; None when the model has no title and other modality to lean between."""
-    saved = torch.load(best_path, map_location="cpu", weights_only=True)
     if not model.leans:
         return None
+    saved = torch.load(best_path, map_location="cpu", weights_only=True)
     if "title_lean" in saved["info"]:
         return saved["info"]["title_lean"]
     model.load_state_dict(saved["model"])
