@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from make_retrieval.config import Config
@@ -62,6 +63,17 @@ def peak_rss_mb() -> float:
     with open("/proc/self/status") as handle:
         line = next(line for line in handle if line.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
+
+
+def latency_row(label: dict[str, str], values: list[float]) -> dict[str, float | int | str]:
+    """``label`` plus the call count, p50, p99 and mean of ``values`` (milliseconds)."""
+    return {
+        **label,
+        "calls": len(values),
+        "p50_ms": round(float(np.median(values)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+        "mean_ms": round(float(np.mean(values)), 2),
+    }
 
 
 def queries_of(data_dir: Path) -> list[str]:

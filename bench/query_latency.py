@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import queries_of
+from common import latency_row, queries_of
 
 from make_retrieval.index.store import read_manifest
 from make_retrieval.model.checkpoint import load_model
@@ -60,13 +60,7 @@ def main() -> None:
             torch.set_num_threads(1 if "1 thread" in name else 2)
             times[name] += timings_ms(encoder, queries)
     for name, values in times.items():
-        row = {
-            "encoder": name,
-            "calls": len(values),
-            "p50_ms": round(float(np.median(values)), 2),
-            "p99_ms": round(float(np.percentile(values, 99)), 2),
-            "mean_ms": round(float(np.mean(values)), 2),
-        }
+        row = latency_row({"encoder": name}, values)
         print(json.dumps(row), flush=True)
 
 

@@ -6,6 +6,8 @@ directory's test split) for ``--seconds``; reports QPS, p50/p95/p99 latency and 
 shares the machine's cores with the service, so the figures are a floor for a separate client host.
 
     python bench/serve_load.py --index runs/demo/index --data data/demo --concurrency 8 32 64 --seconds 60
+
+``--modes dense hybrid`` measures each search mode in turn at every concurrency, on the same service.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from common import queries_of
 
 
-async def load(url: str, queries: list[str], clients: int, seconds: float, k: int) -> dict:
+async def load(url: str, queries: list[str], clients: int, seconds: float, k: int, mode: str = "dense") -> dict:
     """``clients`` concurrent loops of GET /search for ``seconds``; latency percentiles in ms. Each
     client has its own connection (one httpx pool per client: a shared pool of 64 connections costs
     the generator a whole core, which the service then lacks)."""
@@ -39,7 +41,7 @@ async def load(url: str, queries: list[str], clients: int, seconds: float, k: in
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    response = await http.get("/search", params={"q": rng.choice(queries), "k": k})
+                    response = await http.get("/search", params={"q": rng.choice(queries), "k": k, "mode": mode})
                     ok = response.status_code == 200
                 except httpx.HTTPError:
                     ok = False
@@ -53,6 +55,7 @@ async def load(url: str, queries: list[str], clients: int, seconds: float, k: in
     elapsed = time.perf_counter() - started
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies else (float("nan"),) * 3
     return {
+        "mode": mode,
         "clients": clients,
         "seconds": round(elapsed, 1),
         "requests": len(latencies),
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--modes", nargs="+", default=["dense"], choices=["dense", "lexical", "hybrid"])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/serve_load.jsonl"))
     args = parser.parse_args()
@@ -106,13 +110,16 @@ def main() -> None:
         health = wait_healthy(url, server)
         print(json.dumps(health), flush=True)
         queries = queries_of(args.data)
-        asyncio.run(load(url, queries, 4, 5, args.k))  # warm-up: first calls allocate
+        for mode in args.modes:
+            asyncio.run(load(url, queries, 4, 5, args.k, mode))  # warm-up: first calls allocate
         args.out.parent.mkdir(parents=True, exist_ok=True)
         for clients in args.concurrency:
-            row = {**asyncio.run(load(url, queries, clients, args.seconds, args.k)), "encoder": health["encoder"]}
-            print(json.dumps(row), flush=True)
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            for mode in args.modes:
+                measured = asyncio.run(load(url, queries, clients, args.seconds, args.k, mode))
+                row = {**measured, "encoder": health["encoder"]}
+                print(json.dumps(row), flush=True)
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -21,14 +21,17 @@ from make_retrieval.config import Config
 from make_retrieval.data.pairs import DataDir, load_data_dir
 from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import ExactRetriever, evaluate_retriever
+from make_retrieval.hybrid import evaluate_hybrid
+from make_retrieval.index.lexical import LexicalIndex
 from make_retrieval.model.baselines import VARIANTS, with_variant
 from make_retrieval.model.checkpoint import load_model
-from make_retrieval.retrieval import BM25Retriever
 from make_retrieval.train.loop import train
 
 #: A finished run's record (config + metrics) in its run folder; a rerun with the same config reuses it.
 RECORD = "benchmark_record.json"
 
+#: A model name ending so is that model's run fused with BM25 (``make+bm25``: hybrid.py).
+HYBRID = "+bm25"
 #: Metrics of the headline table, in order.
 TABLE_METRICS = ("recall@10", "recall@50", "recall@100", "recall@1000", "mrr@10", "ndcg@10")
 
@@ -59,31 +62,47 @@ def run_benchmark(
     """
     if not models:
         raise ConfigError("no models to benchmark")
-    unknown = sorted(set(models) - set(VARIANTS) - {"bm25"})
+    unknown = sorted(m for m in set(models) - {"bm25"} if m.removesuffix(HYBRID) not in VARIANTS)
     if unknown:
-        raise ConfigError(f"unknown model(s) {unknown}; choose from bm25, {', '.join(sorted(VARIANTS))}")
-    data = load_data_dir(data_dir, splits=("test",))
+        names = ", ".join(sorted(VARIANTS))
+        raise ConfigError(f"unknown model(s) {unknown}; choose from bm25, {names} (each also as NAME{HYBRID})")
+    data = load_data_dir(data_dir, splits=("test", "valid"))
     judged = data.judgements["test"]
     records: list[RunRecord] = []
     if "bm25" in models:
-        result = evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog)
+        result = evaluate_retriever(LexicalIndex.from_catalog(data.catalog), judged, data.catalog)
         records.append(RunRecord("bm25", None, result.metrics, result.per_category))
     trained = [m for m in models if m != "bm25"]
     # seed-major: an interrupted benchmark has whole seeds of every model, not all seeds of a few
     for seed in seeds:
         for name in trained:
-            variant = with_variant(config, name)
-            variant.train.seed = seed
-            run_dir = out / name / f"seed{seed}"
-            record = _finished(run_dir, variant)
-            if record is None:
-                log(f"benchmark: {name}, seed {seed}")
-                record = _train_and_evaluate(name, variant, data, run_dir)
-            else:
-                log(f"benchmark: {name}, seed {seed}: finished earlier, reused ({run_dir / RECORD})")
-            records.append(record)
+            records.append(_record(name, config, seed, data, out, log))
             _write_results(out, records, models)
     return _write_results(out, records, models)
+
+
+def _record(name: str, config: Config, seed: int, data: DataDir, out: Path, log: Callable[[str], None]) -> RunRecord:
+    """The record of ``name`` at ``seed``: reused from its run folder, or trained and evaluated. A
+    ``NAME+bm25`` row fuses NAME's run (trained here if it is not yet) with BM25 as ``embed`` does."""
+    base = name.removesuffix(HYBRID)
+    variant = with_variant(config, base)
+    variant.train.seed = seed
+    run_dir = out / name / f"seed{seed}"
+    record = _finished(run_dir, variant)
+    if record is not None:
+        log(f"benchmark: {name}, seed {seed}: finished earlier, reused ({run_dir / RECORD})")
+        return record
+    log(f"benchmark: {name}, seed {seed}")
+    if name == base:
+        return _train_and_evaluate(name, variant, data, run_dir)
+    base_dir = out / base / f"seed{seed}"
+    if _finished(base_dir, variant) is None:
+        _train_and_evaluate(base, variant, data, base_dir)
+    model, _, _ = load_model(base_dir)
+    result, fusion = evaluate_hybrid(model, data, "test", variant.index)
+    log(f"benchmark: {name}, seed {seed}: fused {fusion.describe()}")
+    seconds = json.loads((base_dir / RECORD).read_text())["record"]["train_seconds"]
+    return _keep(run_dir, variant, RunRecord(name, seed, result.metrics, result.per_category, seconds))
 
 
 def _write_results(out: Path, records: list[RunRecord], models: Sequence[str]) -> list[RunRecord]:
@@ -103,6 +122,12 @@ def _train_and_evaluate(name: str, config: Config, data: DataDir, run_dir: Path)
     result = evaluate_retriever(retriever, data.judgements["test"], data.catalog)
     weights = retriever.weights_by_category() if model.config.modal_adaptation else {}
     record = RunRecord(name, config.train.seed, result.metrics, result.per_category, trained.seconds, weights)
+    return _keep(run_dir, config, record)
+
+
+def _keep(run_dir: Path, config: Config, record: RunRecord) -> RunRecord:
+    """Write ``record`` with the config it was made with into its run folder (what a rerun reuses)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     payload = {"config": dataclasses.asdict(config), "record": record.__dict__}
     (run_dir / RECORD).write_text(json.dumps(payload, indent=2))
     return record

@@ -210,6 +210,18 @@ class IndexConfig:
     #: IVF-PQ fetches ``k * ivf_rerank`` candidates and re-scores them exactly from the kept vectors
     #: (0 = off): PQ codes lose about a fifth of the true top 10, the top 40 nearly never miss one.
     ivf_rerank: int = 4
+    #: Build the lexical channel (BM25 over titles, index/lexical.py) beside the vectors, for
+    #: ``search --mode lexical|hybrid``.
+    lexical: bool = True
+    #: Metadata columns BM25 reads besides the title, comma-separated (e.g. "brand,model").
+    lexical_fields: str = ""
+    #: How hybrid search fuses the channels (index/fusion.py): ``auto`` (whichever of weighted and
+    #: rrf the valid split prefers; rrf without one), ``weighted`` or ``rrf``.
+    fusion: str = "auto"
+    #: ``weighted``: the lexical weight; None = chosen on the valid split.
+    lexical_weight: float | None = None
+    #: Candidates each channel proposes to hybrid search: max(k, hybrid_depth).
+    hybrid_depth: int = 100
 
     def overridden(self, **values: Any) -> IndexConfig:
         """A copy with the given settings replaced; None keeps a setting (an option not given)."""

@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 
 
 def hits_table(query: str, query_weights: dict[str, float], results: list[dict[str, Any]]) -> Table:
-    """Rank, id, title, category, score and the product's weights b(p) of each hit; a(q) in the title."""
-    modalities = list(query_weights)
-    weights = ", ".join(f"{m} {w:.2f}" for m, w in query_weights.items())
+    """Rank, id, title, category, score, the channels that found it (with their ranks) and the
+    product's weights b(p) of each hit; a(q) in the title (none for a lexical search)."""
+    modalities = list(results[0]["weights"]) if results else list(query_weights)
+    weights = ", ".join(f"{m} {w:.2f}" for m, w in query_weights.items()) or "none: no model ran"
     table = Table(title=f"'{query}'  (query weights: {weights})")
-    for column in ("rank", "product_id", "title", "category", "score", *(f"w_{m}" for m in modalities)):
+    columns = ("rank", "product_id", "title", "category", "score", "found by", *(f"w_{m}" for m in modalities))
+    for column in columns:
         table.add_column(column)
     for rank, result in enumerate(results, start=1):
         table.add_row(
@@ -27,6 +29,7 @@ def hits_table(query: str, query_weights: dict[str, float], results: list[dict[s
             result["title"],
             result["category"] or "",
             f"{result['score']:.4f}",
+            ", ".join(f"{name} #{at}" for name, at in result["channels"].items()),
             *(f"{w:.2f}" for w in result["weights"].values()),
         )
     return table

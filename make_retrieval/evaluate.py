@@ -61,17 +61,8 @@ def evaluate_retriever(
     retriever: Retriever, judgements: Judgements, catalog: Catalog, split: str = "test"
 ) -> EvaluationResult:
     """Retrieve ``DEPTH`` products per query from the whole catalog and score them."""
-    from ranx import Qrels, Run, evaluate  # imported here: ranx's numba start-up costs seconds
-
     queries = sorted(judgements)
-    hits = retriever.search(queries, DEPTH)
-    with warnings.catch_warnings():
-        # numba, compiling ranx's kernels, warns about its own id hashing ("unsafe cast from uint64
-        # to int64") in the middle of a command's output; harmless, and nothing a user can act on
-        warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
-        qrels = Qrels({q: dict(judgements[q]) for q in queries})
-        run = Run({q: rank_scores(h) for q, h in zip(queries, hits, strict=True) if h})
-        per_query = evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
+    per_query = score_hits(queries, retriever.search(queries, DEPTH), judgements)
     metrics = {m: float(np.mean(per_query[m])) for m in METRICS}
     categories = query_categories(judgements, catalog)
     # ranx orders per-query scores like the qrels' sorted query ids, as ``queries`` is.
@@ -83,6 +74,19 @@ def evaluate_retriever(
             "ndcg@10": float(np.mean(per_query["ndcg@10"][rows])),
         }
     return EvaluationResult(retriever.name, split, len(queries), metrics, per_category)
+
+
+def score_hits(queries: list[str], hits: list[list[Hit]], judgements: Judgements) -> dict[str, np.ndarray]:
+    """Every metric of ``METRICS`` per query (sorted ``queries``, one hit list each), with ranx."""
+    from ranx import Qrels, Run, evaluate  # imported here: ranx's numba start-up costs seconds
+
+    with warnings.catch_warnings():
+        # numba, compiling ranx's kernels, warns about its own id hashing ("unsafe cast from uint64
+        # to int64") in the middle of a command's output; harmless, and nothing a user can act on
+        warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
+        qrels = Qrels({q: dict(judgements[q]) for q in queries})
+        run = Run({q: rank_scores(h) for q, h in zip(queries, hits, strict=True) if h})
+        return evaluate(qrels, run, list(METRICS), return_mean=False, make_comparable=True)
 
 
 class ExactRetriever:
@@ -98,17 +102,28 @@ class ExactRetriever:
 
     def top_k(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, catalog positions) of each query's top k, best first (-1 past the catalog's end)."""
-        vectors, _ = embed_queries(self.model, queries)
-        return exact_top_k(vectors, self.vectors, k)
+        return exact_top_k(self.encode(queries)[0], self.vectors, k)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """Top-k hits per query over the whole catalog."""
-        scores, positions = self.top_k(queries, k)
+        return self.search_vectors(self.encode(queries)[0], k)
+
+    def encode(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Query vectors and a(q) (``retrieval.DenseChannel``: the dense side of hybrid search)."""
+        return embed_queries(self.model, queries)
+
+    def search_vectors(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k hits of query vectors over the whole catalog (no category filter: evaluation's)."""
+        scores, positions = exact_top_k(vectors, self.vectors, k)
         ids = self.catalog.product_ids
         return [
             [Hit(ids[p], s) for s, p in zip(row_s, row_p, strict=True) if p >= 0]
             for row_s, row_p in zip(scores.tolist(), positions.tolist(), strict=True)
         ]
+
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray:
+        """The catalog products' vectors."""
+        return self.vectors[[self.catalog.index[pid] for pid in product_ids]]
 
     def weights_by_category(self) -> dict[str, dict[str, float]]:
         """Mean modality weights b(p) per product category (and the product count)."""

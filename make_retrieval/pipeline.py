@@ -21,15 +21,19 @@ from make_retrieval.embed import embed_catalog, embed_products, stored_fields, s
 from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import EvaluationResult, ExactRetriever, evaluate_retriever
 from make_retrieval.files import file_sha256, file_stamp
+from make_retrieval.hybrid import add_lexical_channel, evaluate_hybrid, rebuild_lexical_channel
 from make_retrieval.index.faiss_index import Part, ProductIndex
 from make_retrieval.index.folder import open_store
+from make_retrieval.index.fusion import Fusion
+from make_retrieval.index.lexical import FOLDER as LEXICAL_FOLDER
+from make_retrieval.index.lexical import LexicalIndex
 from make_retrieval.index.milvus_index import MilvusIndex
-from make_retrieval.index.store import read_manifest
+from make_retrieval.index.store import VectorStore, read_manifest
 from make_retrieval.model.checkpoint import load_model
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.onnx_export import export_onnx
-from make_retrieval.query_encoder import ONNX_FOLDER
-from make_retrieval.retrieval import BM25Retriever, index_model, open_index
+from make_retrieval.query_encoder import ONNX_FOLDER, TorchQueryEncoder
+from make_retrieval.retrieval import HybridRetriever, MAKERetriever, index_model, open_index
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -60,7 +64,7 @@ class _Embedding:
         """Load model and catalog; rank 0 reports the data (and lists text-only products in ``text_only``)."""
         model, config, checkpoint = load_model(run_dir)
         model.to(context.device)
-        data = load_data_dir(data_dir, splits=(), skip_bad_rows=skip_bad_rows)
+        data = load_data_dir(data_dir, splits=("valid",), skip_bad_rows=skip_bad_rows)
         if context.is_main:
             data.report.announce()
             if text_only is not None:
@@ -79,6 +83,13 @@ class _Embedding:
         manifest = {"model": info, "data": str(root) if root is not None else None, "text_only": text_only_count}
         model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
         return cls(model, config, data, manifest, model_key)
+
+    def add_lexical(self, index_dir: Path, store: VectorStore, settings: IndexConfig) -> dict[str, Any]:
+        """Build the folder's lexical channel and choose its fusion on the valid split (if the data
+        has one) searching ``store`` as served; the folder's manifest, as written."""
+        dense = MAKERetriever(TorchQueryEncoder(self.model), store)
+        add_lexical_channel(index_dir, self.data.catalog, dense, settings, self.data.judgements.get("valid"))
+        return read_manifest(index_dir)
 
 
 def build_index(
@@ -126,7 +137,8 @@ def write_index(
             yield stored_products(catalog, weights, model.modalities, shard.positions), vectors
 
     settings = index or run.config.index
-    return ProductIndex.write(out, parts, len(catalog), model.dim, model.modalities, settings, run.manifest)
+    ProductIndex.write(out, parts, len(catalog), model.dim, model.modalities, settings, run.manifest)
+    return run.add_lexical(out, ProductIndex.load(out), settings)
 
 
 def ingest_milvus(
@@ -164,6 +176,7 @@ def ingest_milvus(
         return None
     store.manifest["categories"] = sorted({c for c in catalog.categories if c is not None})
     store.save(target.out)
+    store.manifest = run.add_lexical(target.out, store, settings)
     return store
 
 
@@ -212,6 +225,8 @@ class SyncReport:
     updated: int
     deleted: int
     unchanged: int
+    #: Whether the lexical channel was rebuilt (it is whenever a product changed and it exists).
+    lexical: bool = False
 
 
 def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, skip_bad_rows: bool = False) -> SyncReport:
@@ -240,7 +255,8 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
         store.add(stored_products(catalog, weights, model.modalities, changed), vectors)
     deleted = store.delete(sorted(gone))
     store.save(index_dir)
-    return SyncReport(added, len(changed) - added, deleted, len(catalog) - len(changed))
+    lexical = bool(changed or deleted) and rebuild_lexical_channel(index_dir, catalog)
+    return SyncReport(added, len(changed) - added, deleted, len(catalog) - len(changed), lexical)
 
 
 def to_milvus(index_dir: Path, uri: str, collection: str, out: Path, replace: bool = False) -> MilvusIndex:
@@ -255,8 +271,9 @@ def to_milvus(index_dir: Path, uri: str, collection: str, out: Path, replace: bo
         products = [p for p in source.get(chunk) if p is not None]
         store.add(products, source.vectors[[source.rows[pid] for pid in chunk]])
     store.save(out)
-    if (index_dir / ONNX_FOLDER).is_dir():
-        shutil.copytree(index_dir / ONNX_FOLDER, out / ONNX_FOLDER, dirs_exist_ok=True)
+    for folder in (ONNX_FOLDER, LEXICAL_FOLDER):  # the lexical channel stays in-process beside Milvus
+        if (index_dir / folder).is_dir():
+            shutil.copytree(index_dir / folder, out / folder, dirs_exist_ok=True)
     return store
 
 
@@ -266,21 +283,37 @@ def evaluate_on(
     run: Path | None = None,
     baseline: str | None = None,
     skip_bad_rows: bool = False,
+    hybrid: bool = False,
 ) -> EvaluationResult:
-    """Evaluate a trained run (exact search over its embeddings of the catalog) or a baseline."""
+    """Evaluate a trained run (exact search over its embeddings of the catalog), the run fused with
+    BM25 (``hybrid``: fused as ``embed`` would, chosen on the valid split), or a baseline."""
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"unknown baseline '{baseline}'; choose one of {BASELINES}")
     # BM25 reads titles only, so it need not decode every image first
-    data = load_data_dir(data_dir, splits=(split,), skip_bad_rows=skip_bad_rows, check_images=baseline is None)
+    splits = (split, "valid") if hybrid else (split,)
+    data = load_data_dir(data_dir, splits=splits, skip_bad_rows=skip_bad_rows, check_images=baseline is None)
     data.report.announce()
     if split not in data.judgements:
         raise FileNotFoundError(f"no {split}.parquet/.jsonl/.csv in {data_dir}")
     if baseline is not None:
-        retriever: BM25Retriever | ExactRetriever = BM25Retriever(data.catalog)
-    else:
-        assert run is not None
-        retriever = ExactRetriever(load_model(run)[0], data.catalog)
-    return evaluate_retriever(retriever, data.judgements[split], data.catalog, split)
+        return evaluate_retriever(LexicalIndex.from_catalog(data.catalog), data.judgements[split], data.catalog, split)
+    assert run is not None
+    model, config, _ = load_model(run)
+    if hybrid:
+        return evaluate_hybrid(model, data, split, config.index)[0]
+    return evaluate_retriever(ExactRetriever(model, data.catalog), data.judgements[split], data.catalog, split)
+
+
+def index_folder(
+    run_dir: Path, data_dir: Path, out: Path, index: IndexConfig | None = None, skip_bad_rows: bool = False
+) -> dict[str, Any]:
+    """``embed`` on one process: write the index folder ``out`` (vectors, lexical channel, fusion
+    chosen on valid) and remove its shard files; the manifest."""
+    shards = EmbedShards(out / "shards", Distributed())
+    manifest = write_index(run_dir, data_dir, out, shards, index, skip_bad_rows=skip_bad_rows)
+    assert manifest is not None  # one process is rank 0
+    shutil.rmtree(shards.folder)
+    return manifest
 
 
 def run_demo(
@@ -300,24 +333,26 @@ def run_demo(
     console.rule("1/3 train")
     train(config, data_dir, out, skip_bad_rows=skip_bad_rows)
     console.rule("2/3 embed and index")
-    index = build_index(out, data_dir, skip_bad_rows=skip_bad_rows)
-    index.save(out / "index")
+    manifest = index_folder(out, data_dir, out / "index", skip_bad_rows=skip_bad_rows)
     export_query_encoder(out / "index", out)
-    console.print(f"indexed {index.manifest['count']} products, query encoder exported to ONNX -> {out / 'index'}")
+    fusion = Fusion.from_dict(manifest["hybrid"]).describe()
+    console.print(f"indexed {manifest['count']} products, query encoder exported to ONNX -> {out / 'index'}")
+    console.print(f"lexical channel beside it; hybrid search fuses {fusion}", highlight=False)
     console.rule("3/3 evaluate on the test split")
     data = load_data_dir(data_dir, splits=("test",), skip_bad_rows=skip_bad_rows)
     judged = data.judgements["test"]
-    results = [
-        evaluate_retriever(BM25Retriever(data.catalog), judged, data.catalog),
-        evaluate_retriever(open_index(out / "index", out, encoder="onnx"), judged, data.catalog),
-    ]
+    dense = open_index(out / "index", out, encoder="onnx")
+    lexical = LexicalIndex.load(out / "index")
+    assert lexical is not None  # embed built it
+    retrievers = [lexical, dense, HybridRetriever(dense, lexical, Fusion.from_dict(manifest["hybrid"]))]
+    results = [evaluate_retriever(r, judged, data.catalog) for r in retrievers]
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     show(results)
     console.print(f"demo finished in {time.time() - started:.0f}s; results in {out / 'results.json'}")
     console.print("Next, try:")
     for command in (
         f"make-retrieval serve --index {out / 'index'}   # then open http://127.0.0.1:8000/",
-        f'make-retrieval search --index {out / "index"} "black heels" -k 10',
+        f'make-retrieval search --index {out / "index"} "black heels" -k 10 --mode hybrid',
         f"make-retrieval evaluate --run {out} --data {data_dir} --split test --json",
         f"make-retrieval evaluate --baseline bm25 --data {data_dir} --json",
     ):

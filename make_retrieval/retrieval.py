@@ -1,11 +1,12 @@
 """Retrievers: something that maps query strings to ranked product ids over a whole catalog.
 
-``MAKERetriever`` (query encoder + vector store) and ``BM25Retriever`` (bm25s over titles) share one
-interface so that evaluation, the demo and later baselines treat them alike; ``open_index`` gives
-the retriever of an index folder. ``Index`` is the same opened folder as a user holds it (public:
-``make_retrieval.Index``), and what the ``search`` command and the service search through: hits
-with their products' fields and modality weights. Nothing here imports torch unless the torch query
-encoder is asked for, so that ``search`` on an exported index starts fast.
+``MAKERetriever`` (query encoder + vector store), ``LexicalIndex`` (BM25, index/lexical.py) and
+``HybridRetriever`` (the two fused, index/fusion.py) share one interface so that evaluation, the
+demo and the benchmark treat them alike; ``open_index`` gives the dense retriever of an index folder.
+``Index`` is the same opened folder as a user holds it (public: ``make_retrieval.Index``), and what
+the ``search`` command and the service search through, in any of the three modes: hits with their
+products' fields, modality weights and the channels that found them. Nothing here imports torch
+unless the torch query encoder is asked for, so that ``search`` on an exported index starts fast.
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from make_retrieval.config import QUERY_ENCODERS
-from make_retrieval.data.keywords import tokenize
 from make_retrieval.errors import CheckpointError, ConfigError
 from make_retrieval.files import same_file
 from make_retrieval.index.folder import open_store
-from make_retrieval.index.store import Hit, StoredProduct, VectorStore
+from make_retrieval.index.fusion import Candidates, Fusion, fuse
+from make_retrieval.index.lexical import LexicalIndex
+from make_retrieval.index.store import Hit, VectorStore
 from make_retrieval.query_encoder import ONNX_FILE, ONNX_FOLDER, OnnxQueryEncoder, QueryEncoder, TorchQueryEncoder
 
 if TYPE_CHECKING:
-    from make_retrieval.data.catalog import Catalog
+    from make_retrieval.index.store import StoredProduct
     from make_retrieval.model.make import MAKEModel
+
+#: What ``Index.search`` searches with.
+MODES = ("dense", "lexical", "hybrid")
+#: Queries whose hybrid candidates' vectors are looked up together.
+LOOKUP_QUERIES = 32
 
 
 class Retriever(Protocol):
@@ -36,6 +43,18 @@ class Retriever(Protocol):
     name: str
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]: ...
+
+
+class DenseChannel(Protocol):
+    """A model's side of hybrid search: encode queries, search by vector, look up product vectors."""
+
+    def encode(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Query vectors (Q, D) and modality weights a(q) (Q, M)."""
+        ...
+
+    def search_vectors(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]: ...
+
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray: ...
 
 
 class MAKERetriever:
@@ -57,38 +76,87 @@ class MAKERetriever:
         vectors, query_weights = self.encoder.encode(queries)
         return self.store.search(vectors, k, category), query_weights
 
-    def search_products(
+    def encode(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Query vectors and a(q) (``DenseChannel``)."""
+        return self.encoder.encode(queries)
+
+    def search_vectors(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k hits of query vectors (``DenseChannel``)."""
+        return self.store.search(vectors, k, category)
+
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray:
+        """Stored product vectors (``DenseChannel``)."""
+        return self.store.vectors_of(product_ids)
+
+
+class HybridRetriever:
+    """The dense and lexical channels fused (index/fusion.py): each proposes ``max(k, depth)``
+    products and every product proposed is scored by both."""
+
+    name = "MAKE+BM25"
+
+    def __init__(self, dense: DenseChannel, lexical: LexicalIndex, fusion: Fusion):
+        self.dense, self.lexical, self.fusion = dense, lexical, fusion
+
+    def candidates(
         self, queries: Sequence[str], k: int, category: str | None = None
-    ) -> tuple[list[list[tuple[StoredProduct, float]]], np.ndarray]:
-        """Top-k (stored product, score) pairs per query and each query's a(q): what the CLI and the
-        service show. A product deleted between search and fetch is skipped."""
-        found, query_weights = self.search_with_weights(queries, k, category)
-        results = []
-        for hits in found:
-            products = self.store.get([hit.product_id for hit in hits])
-            results.append([(p, hit.score) for hit, p in zip(hits, products, strict=True) if p is not None])
-        return results, query_weights
+    ) -> tuple[list[Candidates], np.ndarray]:
+        """Each query's candidates with both channels' exact scores, and the queries' a(q)."""
+        vectors, query_weights = self.dense.encode(queries)
+        depth = max(k, self.fusion.depth)
+        found = []
+        for query, hits in zip(queries, self.dense.search_vectors(vectors, depth, category), strict=True):
+            scores = self.lexical.scores(query)
+            candidates = Candidates.union(hits, self.lexical.top(scores, depth, category))
+            candidates.lexical = self.lexical.score_ids(query, candidates.product_ids, scores)
+            found.append(candidates)
+        # one look-up of the candidates' vectors per LOOKUP_QUERIES queries: one round trip to Milvus
+        # for many queries, while the vectors held stay bounded (2 x depth x LOOKUP_QUERIES rows)
+        for start in range(0, len(found), LOOKUP_QUERIES):
+            chunk = found[start : start + LOOKUP_QUERIES]
+            ids = list(dict.fromkeys(pid for c in chunk for pid in c.product_ids))
+            rows = {pid: r for r, pid in enumerate(ids)}
+            stored = self.dense.vectors_of(ids)
+            for vector, c in zip(vectors[start : start + LOOKUP_QUERIES], chunk, strict=True):
+                if c.product_ids:
+                    c.dense = stored[[rows[pid] for pid in c.product_ids]] @ vector
+        return found, query_weights
+
+    def search(self, queries: Sequence[str], k: int, category: str | None = None) -> list[list[Hit]]:
+        """Top-k fused hits per query."""
+        return self.search_with_weights(queries, k, category)[0]
+
+    def search_with_weights(
+        self, queries: Sequence[str], k: int, category: str | None = None
+    ) -> tuple[list[list[Hit]], np.ndarray]:
+        """Top-k fused hits per query and each query's a(q)."""
+        found, query_weights = self.candidates(queries, k, category)
+        return [fuse(c, self.fusion, k) for c in found], query_weights
 
 
 @dataclass
 class SearchHit:
     """One product found for a query: its stored fields, its Modal Adaptation weights b(p) (how much
-    its title, image and fused parts count) and its score (the inner product with the query)."""
+    its title, image and fused parts count), its score, and the channels that found it."""
 
     product_id: str
     title: str
+    #: The inner product with the query (dense), the BM25 score (lexical) or the fused score (hybrid).
     score: float
     weights: dict[str, float]
     category: str | None
     #: Image path relative to the catalog folder; None for a text-only product.
     image: str | None
     metadata: dict[str, Any]
+    #: The channels that found the product ("dense", "lexical") and its rank in each (1 = first).
+    channels: dict[str, int]
 
     @classmethod
-    def of(cls, product: StoredProduct, score: float) -> SearchHit:
-        """The hit of a stored product scored ``score``."""
+    def of(cls, product: StoredProduct, hit: Hit, channels: dict[str, int]) -> SearchHit:
+        """The hit of a stored product; ``channels`` where ``hit`` has none (a single channel's)."""
         p = product
-        return cls(p.product_id, p.title, score, p.weights, p.category, p.image, p.metadata)
+        found = hit.channels or channels
+        return cls(p.product_id, p.title, hit.score, p.weights, p.category, p.image, p.metadata, found)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the CLI prints it)."""
@@ -97,7 +165,8 @@ class SearchHit:
 
 @dataclass
 class QueryResult:
-    """The hits of one query, best first, and the query's modality weights a(q)."""
+    """The hits of one query, best first, and the query's modality weights a(q) (empty for a
+    lexical search, which runs no model)."""
 
     query: str
     weights: dict[str, float]
@@ -105,19 +174,23 @@ class QueryResult:
 
 
 class Index:
-    """An index folder (FAISS or Milvus) opened for search with its query encoder.
+    """An index folder (FAISS or Milvus) opened for search with its query encoder, and its lexical
+    channel when ``embed`` built one.
 
     ``Index.open(path)`` picks the ONNX query encoder exported into the folder when it was exported
     from the index's checkpoint, else the PyTorch model (``model``: a run or saved model folder,
-    default the one the index was built from)."""
+    default the one the index was built from). ``fusion`` is how hybrid search fuses the channels:
+    the index's own setting (chosen on validation by ``embed``) unless replaced."""
 
-    def __init__(self, retriever: MAKERetriever):
-        self.retriever = retriever
+    def __init__(self, retriever: MAKERetriever, lexical: LexicalIndex | None = None, fusion: Fusion | None = None):
+        self.retriever, self.lexical = retriever, lexical
+        self.fusion = fusion or Fusion.from_dict(retriever.store.manifest.get("hybrid", {}))
 
     @classmethod
     def open(cls, path: Path | str, model: Path | str | None = None, encoder: str = "auto") -> Index:
         """Open index folder ``path``; ``encoder``: auto, onnx or torch."""
-        return cls(open_index(Path(path), None if model is None else Path(model), encoder))
+        path = Path(path)
+        return cls(open_index(path, None if model is None else Path(model), encoder), LexicalIndex.load(path))
 
     @property
     def store(self) -> VectorStore:
@@ -130,43 +203,38 @@ class Index:
     def __len__(self) -> int:
         return len(self.retriever.store)
 
-    def search(self, queries: Sequence[str], k: int = 10, category: str | None = None) -> list[QueryResult]:
-        """The top ``k`` products of each query (only ``category``'s if given), one result per query."""
+    def search(
+        self, queries: Sequence[str], k: int = 10, category: str | None = None, mode: str = "dense"
+    ) -> list[QueryResult]:
+        """The top ``k`` products of each query (only ``category``'s if given), one result per query.
+        ``mode``: ``dense`` (MAKE), ``lexical`` (BM25) or ``hybrid`` (both fused)."""
         if isinstance(queries, str):
             raise TypeError("search takes a list of queries: index.search([query])")
-        found, query_weights = self.retriever.search_products(queries, k, category)
-        return [
-            QueryResult(query, dict(zip(self.modalities, a_q, strict=True)), [SearchHit.of(p, s) for p, s in pairs])
-            for query, pairs, a_q in zip(queries, found, query_weights.tolist(), strict=True)
-        ]
-
-
-class BM25Retriever:
-    """Lexical baseline over titles, with the same tokenizer as Keyword Enhancement."""
-
-    name = "BM25"
-
-    def __init__(self, catalog: Catalog):
-        import bm25s  # imported here: searching an index needs no BM25 and should start fast
-
-        self.product_ids = catalog.product_ids
-        self.bm25 = bm25s.BM25()
-        self.bm25.index([tokenize(t) for t in catalog.titles], show_progress=False)
-        self.vocabulary = set(self.bm25.vocab_dict)
-
-    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        k = min(k, len(self.product_ids))
-        results: list[list[Hit]] = []
-        for query in queries:
-            terms = [t for t in tokenize(query) if t in self.vocabulary]
-            if not terms:  # nothing to match: BM25 returns nothing rather than arbitrary products
-                results.append([])
-                continue
-            positions, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
-            results.append(
-                [Hit(self.product_ids[p], float(s)) for p, s in zip(positions[0], scores[0], strict=True) if s > 0]
-            )
+        found, query_weights = self._hits(list(queries), k, category, mode)
+        results = []
+        for query, hits, a_q in zip(queries, found, query_weights, strict=True):
+            products = self.store.get([hit.product_id for hit in hits])
+            ranks = [{mode: rank} for rank in range(1, len(hits) + 1)]
+            shown = [SearchHit.of(p, h, r) for h, p, r in zip(hits, products, ranks, strict=True) if p is not None]
+            results.append(QueryResult(query, dict(zip(self.modalities, a_q, strict=False)), shown))
         return results
+
+    def _hits(
+        self, queries: list[str], k: int, category: str | None, mode: str
+    ) -> tuple[list[list[Hit]], list[list[float]]]:
+        """Each query's hits (a product deleted since is skipped by ``search``) and a(q) ([] for lexical)."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown search mode '{mode}'; choose one of {MODES}")
+        if mode == "dense":
+            hits, weights = self.retriever.search_with_weights(queries, k, category)
+            return hits, weights.tolist()
+        if self.lexical is None:
+            raise ConfigError(f"this index has no lexical channel for {mode} search; build it again with 'embed'")
+        if mode == "lexical":
+            return self.lexical.search(queries, k, category), [[] for _ in queries]
+        hybrid = HybridRetriever(self.retriever, self.lexical, self.fusion)
+        hits, weights = hybrid.search_with_weights(queries, k, category)
+        return hits, weights.tolist()
 
 
 def rank_scores(hits: list[Hit]) -> dict[str, float]:

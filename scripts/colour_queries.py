@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 from make_retrieval.data.keywords import tokenize
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.evaluate import ExactRetriever, evaluate_retriever
+from make_retrieval.index.lexical import LexicalIndex
 from make_retrieval.model.checkpoint import load_model
-from make_retrieval.retrieval import BM25Retriever, Retriever
+from make_retrieval.retrieval import Retriever
 
 #: Shoppers' colour words that are not a word of a base_colour value (derive_fashion_queries.py).
 SYNONYMS = {"navy", "gray", "multicolour", "multicolor", "turquoise", "neon", "off"}
@@ -45,7 +46,7 @@ def main() -> None:
     print(f"{len(named)} queries name a colour, {len(other)} do not")
     print("| run | colour queries NDCG@10 | R@100 | other queries NDCG@10 | R@100 |")
     print("|---|---|---|---|---|")
-    retrievers: list[tuple[str, Retriever]] = [("bm25", BM25Retriever(data.catalog))]
+    retrievers: list[tuple[str, Retriever]] = [("bm25", LexicalIndex.from_catalog(data.catalog))]
     retrievers += [(str(run), ExactRetriever(load_model(run)[0], data.catalog)) for run in args.runs]
     for name, retriever in retrievers:
         scores = [evaluate_retriever(retriever, part, data.catalog).metrics for part in (named, other)]

@@ -159,13 +159,13 @@ def trained_tiny(bert: Path, data_dir: Path, run: Path) -> None:
 
 def build_tiny_index(root: Path, bert: Path) -> tuple[Path, Path]:
     """(data dir, index dir) under ``root``: the 32-product data directory indexed by a tiny model
-    trained for 2 steps (run in ``root/run``)."""
-    from make_retrieval.pipeline import build_index
+    trained for 2 steps (run in ``root/run``), as ``embed`` writes it (lexical channel and fusion
+    chosen on valid included)."""
+    from make_retrieval.pipeline import index_folder
 
     data_dir = make_data_dir(root / "data")
     trained_tiny(bert, data_dir, root / "run")
-    index = build_index(root / "run", data_dir)
-    index.save(root / "index")
+    index_folder(root / "run", data_dir, root / "index")
     return data_dir, root / "index"
 
 

@@ -60,8 +60,18 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     changed = with_variant(tiny_config, "make")
     changed.train.seed, changed.train.max_steps = 0, 2
     assert _finished(out / "make" / "seed0", changed) is None, "a changed config is trained again"
-    result = CliRunner().invoke(app, [*args, "--models", "bm25,albef"])
-    assert result.exit_code == 2 and "unknown model(s) ['albef']" in result.output
+    # a NAME+bm25 row fuses NAME's finished run with BM25 (no training) and is itself reused after
+    make_seconds = records[3]["train_seconds"]
+    fused = CliRunner().invoke(app, [*args, "--models", "make+bm25", "--seeds", "1"])
+    assert fused.exit_code == 0, fused.output
+    assert "benchmark: make+bm25, seed 0: fused " in fused.output and "benchmark: make, seed 0\n" not in fused.output
+    [hybrid] = json.loads((out / "results.json").read_text())
+    assert hybrid["model"] == "make+bm25" and hybrid["train_seconds"] == make_seconds
+    assert set(hybrid["metrics"]) == set(records[3]["metrics"])
+    again = CliRunner().invoke(app, [*args, "--models", "make+bm25", "--seeds", "1"])
+    assert again.exit_code == 0 and again.output.count("finished earlier, reused") == 1
+    result = CliRunner().invoke(app, [*args, "--models", "bm25,albef,albef+bm25"])
+    assert result.exit_code == 2 and "unknown model(s) ['albef', 'albef+bm25']" in result.output
 
 
 def test_benchmark_first_seed(tiny_config: Config, data_dir: Path, tmp_path: Path) -> None:

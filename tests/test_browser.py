@@ -84,7 +84,15 @@ def test_typing_a_query_shows_product_images(server: str) -> None:
         assert first.locator(".title").inner_text().strip() != ""
         bar = first.locator(".bar div")
         assert [bar.nth(i).get_attribute("data-modality") for i in range(bar.count())] == ["title", "image", "fused"]
-        assert "products for “red heels”" in page.inner_text("#status")
+        assert "products for “red heels” (dense)" in page.inner_text("#status")
+        assert first.locator(".channels span").all_inner_texts() == ["dense #1"]
+        page.select_option("#mode", "hybrid")
+        page.fill("#q", "brand1 heels")
+        page.press("#q", "Enter")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('(hybrid)')")
+        tags = page.locator("article.card .channels span").all_inner_texts()
+        assert any(t.startswith("lexical #") for t in tags) and any(t.startswith("dense #") for t in tags)
+        assert page.locator("article.card .channels span.lexical").count() >= 4  # the four Brand1 heels
         page.select_option("#category", "watch")
         page.press("#q", "Enter")
         page.wait_for_function("document.querySelectorAll('article.card').length === 8")

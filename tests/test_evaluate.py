@@ -11,7 +11,8 @@ import pytest
 from make_retrieval.data.catalog import Catalog
 from make_retrieval.data.pairs import load_data_dir
 from make_retrieval.evaluate import evaluate_retriever, query_categories
-from make_retrieval.retrieval import BM25Retriever, Hit
+from make_retrieval.index.lexical import LexicalIndex
+from make_retrieval.retrieval import Hit
 
 
 class Fixed:
@@ -49,7 +50,7 @@ def test_query_category_is_that_of_the_most_relevant_products() -> None:
 
 def test_bm25_ranks_lexical_matches_first(data_dir: Path) -> None:
     data = load_data_dir(data_dir, ("test",))
-    bm25 = BM25Retriever(data.catalog)
+    bm25 = LexicalIndex.from_catalog(data.catalog)
     hits = bm25.search(["red heels", "zzz unknown"], 5)
     assert {h.product_id for h in hits[0][:2]} == {"p010", "p011"}
     assert hits[1] == [], "no known term: no results rather than arbitrary ones"

@@ -4,6 +4,7 @@ schemathesis run over the OpenAPI spec that must never see a 5xx."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,9 +27,8 @@ from make_retrieval.serve.app import MAX_BATCH, MAX_BODY_BYTES, MAX_QUERY_CHARS,
 
 @pytest.fixture(scope="module")
 def app(served_index: Path) -> FastAPI:
-    retriever = open_index(served_index, encoder="auto")
     data = Path(read_manifest(served_index)["data"])
-    return create_app(Index(retriever), data)
+    return create_app(Index.open(served_index, encoder="auto"), data)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,9 @@ def test_search_get_post_and_batch_agree(client: TestClient) -> None:
     assert body["query"] == "red heels" and len(body["results"]) == 5
     assert sum(body["query_weights"].values()) == pytest.approx(1.0, abs=1e-3)
     first = body["results"][0]
-    assert set(first) == {"product_id", "title", "category", "weights", "metadata", "image_url", "score"}
+    assert set(first) == {"product_id", "title", "category", "weights", "metadata", "image_url", "score", "channels"}
+    assert [r["channels"] for r in body["results"]] == [{"dense": rank} for rank in range(1, 6)]
+    assert body["mode"] == "dense"
     assert set(first["weights"]) == {"title", "image", "fused"}
     assert sum(first["weights"].values()) == pytest.approx(1.0, abs=1e-3)
     assert first["image_url"] == f"/images/{first['product_id']}" and "base_colour" in first["metadata"]
@@ -56,6 +58,35 @@ def test_search_get_post_and_batch_agree(client: TestClient) -> None:
     responses = batch.json()["responses"]
     assert [r["query"] for r in responses] == ["red heels", "blue watch"]
     assert [r["product_id"] for r in responses[0]["results"]] == [r["product_id"] for r in body["results"]]
+
+
+def test_each_mode_says_which_channel_found_each_hit(client: TestClient) -> None:
+    """Lexical: BM25 order, no query weights; hybrid: the fused list, each hit tagged with the
+    channels that proposed it; GET, POST and batch agree in every mode."""
+    lexical = client.get("/search", params={"q": "brand1 watch", "k": 4, "mode": "lexical"}).json()
+    assert lexical["mode"] == "lexical" and lexical["query_weights"] == {}
+    assert [r["channels"] for r in lexical["results"]] == [{"lexical": rank} for rank in range(1, 5)]
+    assert all({"brand1", "watch"} <= set(r["title"].lower().split()) for r in lexical["results"])
+    hybrid = client.get("/search", params={"q": "brand1 watch", "k": 10, "mode": "hybrid"}).json()
+    assert set(hybrid["query_weights"]) == {"title", "image", "fused"}
+    assert all(r["channels"] and set(r["channels"]) <= {"dense", "lexical"} for r in hybrid["results"])
+    assert any(len(r["channels"]) == 2 for r in hybrid["results"]), "the channels overlap on a 32-product catalog"
+    posted = client.post("/search", json={"query": "brand1 watch", "k": 10, "mode": "hybrid"}).json()
+    batch = client.post("/search/batch", json={"queries": ["brand1 watch"], "k": 10, "mode": "hybrid"}).json()
+    assert posted == hybrid == batch["responses"][0]
+    bad = client.get("/search", params={"q": "watch", "mode": "sparse"})
+    assert bad.status_code == 422 and "mode" in bad.json()["message"]
+
+
+def test_an_index_without_a_lexical_channel_refuses_lexical_modes(served_index: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(served_index, copy)
+    shutil.rmtree(copy / "lexical")
+    client = TestClient(create_app(Index.open(copy), None))
+    assert client.get("/healthz").json()["modes"] == ["dense"]
+    refused = client.get("/search", params={"q": "watch", "mode": "hybrid"})
+    assert refused.status_code == 422 and "lexical channel" in refused.json()["detail"]
+    assert client.get("/search", params={"q": "watch"}).status_code == 200
 
 
 def test_category_filter_and_categories(client: TestClient) -> None:
@@ -171,7 +202,15 @@ def test_an_oversized_body_is_a_413_declared_or_streamed(client: TestClient) -> 
 def test_health_metrics_page_and_spec(client: TestClient) -> None:
     client.get("/search", params={"q": "blue shirt"})
     client.get("/search", params={"q": ""})
-    assert client.get("/healthz").json() == {"status": "ok", "products": 32, "backend": "faiss", "encoder": "onnx"}
+    health = client.get("/healthz").json()
+    assert health.pop("fusion").startswith(("dense + ", "reciprocal rank fusion"))
+    assert health == {
+        "status": "ok",
+        "products": 32,
+        "backend": "faiss",
+        "encoder": "onnx",
+        "modes": ["dense", "lexical", "hybrid"],
+    }
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
@@ -221,7 +260,13 @@ def test_the_serve_command_starts_the_service(served_index: Path) -> None:
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, "serve did not answer in 120 s"
                 time.sleep(0.2)
-        assert health == {"status": "ok", "products": 32, "backend": "faiss", "encoder": "onnx"}
+        assert {k: health[k] for k in ("status", "products", "backend", "encoder", "modes")} == {
+            "status": "ok",
+            "products": 32,
+            "backend": "faiss",
+            "encoder": "onnx",
+            "modes": ["dense", "lexical", "hybrid"],
+        }
         found = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "red heels", "k": 3}).json()
         assert len(found["results"]) == 3
     finally:

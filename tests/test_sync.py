@@ -45,8 +45,8 @@ def _change_catalog(data_dir: Path) -> None:
     write_table(data_dir / "products.parquet", [*rows, new])
 
 
-def _search(index: Path, query: str, category: str | None = None) -> list[dict]:
-    args = ["search", "--index", str(index), query, "-k", "50", "--json"]
+def _search(index: Path, query: str, category: str | None = None, mode: str = "dense") -> list[dict]:
+    args = ["search", "--index", str(index), query, "-k", "50", "--json", "--mode", mode]
     result = CliRunner().invoke(app, args + (["--category", category] if category else []))
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["results"]
@@ -67,7 +67,7 @@ def test_sync_adds_updates_and_deletes_in_place(built: tuple[Path, Path], tmp_pa
     _change_catalog(data_dir)
     result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
     assert result.exit_code == 0, result.output
-    assert "added 1, re-embedded 2, deleted 1, unchanged 29" in result.output
+    assert "added 1, re-embedded 2, deleted 1, unchanged 29; lexical channel rebuilt" in result.output
     store = open_store(index)
     assert len(store) == 32 and store.get(["p011"]) == [None]
     assert store.get(["p000"])[0].title == "Brand0 crimson shirt renamed"
@@ -82,10 +82,17 @@ def test_sync_adds_updates_and_deletes_in_place(built: tuple[Path, Path], tmp_pa
             assert after[pid]["score"] == pytest.approx(before[pid]["score"], abs=1e-5)
 
     unchanged_products_keep_their_vectors()
+    lexical = lambda query: [r["product_id"] for r in _search(index, query, mode="lexical")]  # noqa: E731
+    assert lexical("purple") == ["p999"] and lexical("crimson") == ["p000"], "added and retitled are found"
+    assert "p011" not in lexical("brand1 heels"), "a deleted product is gone from the lexical channel"
+    assert "p000" not in lexical("classic") and len(lexical("classic")) == 30, "a retitled one lost its old words"
+    hybrid = _search(index, "purple scarf", mode="hybrid")
+    assert hybrid[0]["product_id"] == "p999" and "lexical" in hybrid[0]["channels"]
     # nothing to do: a second sync saves the folder it loaded (memory-mapped vectors) and changes nothing
     result = runner.invoke(app, ["sync", "--index", str(index), "--data", str(data_dir)])
-    assert result.exit_code == 0 and "added 0, re-embedded 0, deleted 0, unchanged 32" in result.output
+    assert result.exit_code == 0 and "added 0, re-embedded 0, deleted 0, unchanged 32 ->" in result.output
     unchanged_products_keep_their_vectors()
+    assert lexical("purple") == ["p999"]
 
 
 def test_sync_refuses_another_catalog_folder(built: tuple[Path, Path], tmp_path: Path) -> None:

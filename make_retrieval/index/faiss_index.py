@@ -303,6 +303,13 @@ class ProductIndex:
         """Every live product id."""
         return list(self.rows)
 
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of the ids (zeros for an id not live)."""
+        rows = np.array([self.rows.get(pid, -1) for pid in product_ids], dtype=np.int64)
+        out = np.zeros((len(rows), self.vectors.shape[1]), dtype=np.float32)
+        out[rows >= 0] = self.vectors[rows[rows >= 0]]
+        return out
+
     def categories(self) -> list[str]:
         """Sorted categories of the live products."""
         return sorted(self._category_rows())

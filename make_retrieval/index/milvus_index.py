@@ -202,6 +202,19 @@ class MilvusIndex:
             self.client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
         return len(present)
 
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of the ids (zeros for an id not present), ``WRITE_BATCH`` ids per request."""
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(product_ids), WRITE_BATCH):
+            chunk = list(product_ids[start : start + WRITE_BATCH])
+            rows = self.client.get(self.collection, ids=chunk, output_fields=["product_id", "vector"])
+            found.update((row["product_id"], row["vector"]) for row in rows)
+        out = np.zeros((len(product_ids), self.manifest["dimension"]), dtype=np.float32)
+        for i, pid in enumerate(product_ids):
+            if pid in found:
+                out[i] = found[pid]
+        return out
+
     def ids(self) -> list[str]:
         """Every product id, read in pages by a query iterator."""
         return [row["product_id"] for row in self._rows(["product_id"])]

@@ -26,6 +26,9 @@ class Hit:
 
     product_id: str
     score: float
+    #: Hybrid search: the channels ("dense", "lexical") that proposed the product, with its rank in
+    #: each (1 = first); None for a single channel's own hit.
+    channels: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +85,11 @@ class VectorStore(Protocol):
 
     def ids(self) -> list[str]:
         """Every product id in the store."""
+        ...
+
+    def vectors_of(self, product_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of ``product_ids`` (N, D) float32, zeros for an id not in the store:
+        hybrid search scores every candidate with both channels."""
         ...
 
     def categories(self) -> list[str]:

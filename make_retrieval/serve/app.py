@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -53,6 +53,10 @@ QueryText = Annotated[
     Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, description="What the shopper typed."),
 ]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many products to return.")]
+SearchMode = Literal["dense", "lexical", "hybrid"]
+ModeField = Annotated[
+    SearchMode, Field(description="dense (MAKE), lexical (BM25) or hybrid (both fused, as the index chose).")
+]
 Category = Annotated[StrictStr | None, Field(max_length=MAX_QUERY_CHARS, description="Only this category.")]
 
 
@@ -63,6 +67,7 @@ class SearchRequest(BaseModel):
     query: QueryText
     k: K = 10
     category: Category = None
+    mode: ModeField = "dense"
 
 
 class BatchRequest(BaseModel):
@@ -72,6 +77,7 @@ class BatchRequest(BaseModel):
     queries: Annotated[list[QueryText], Field(min_length=1, max_length=MAX_BATCH)]
     k: K = 10
     category: Category = None
+    mode: ModeField = "dense"
 
 
 class Product(BaseModel):
@@ -86,15 +92,20 @@ class Product(BaseModel):
 
 
 class Result(Product):
-    """A product found for a query, with its score (the inner product of the two vectors)."""
+    """A product found for a query: its score (the inner product of the two vectors; BM25 in
+    lexical mode; the fused score in hybrid mode) and the channels that found it with its rank in
+    each, e.g. ``{"dense": 3, "lexical": 1}``."""
 
     score: float
+    channels: dict[str, int]
 
 
 class SearchResponse(BaseModel):
-    """Results of one query; ``query_weights`` are the query's modality weights a(q)."""
+    """Results of one query; ``query_weights`` are the query's modality weights a(q) (empty in
+    lexical mode, which runs no model)."""
 
     query: str
+    mode: SearchMode
     query_weights: dict[str, float]
     results: list[Result]
 
@@ -132,6 +143,10 @@ class Health(BaseModel):
     products: int
     backend: str
     encoder: str
+    #: The search modes this index answers (lexical and hybrid need its lexical channel).
+    modes: list[SearchMode]
+    #: How hybrid mode fuses the channels (None without a lexical channel).
+    fusion: str | None
 
 
 class BodyLimit:
@@ -240,14 +255,19 @@ def create_app(index: Index, images_root: Path | None, threads: int | None = Non
         log.exception("request %s %s failed", request.method, request.url.path)
         return JSONResponse({"message": "internal error; the server log has the details"}, status_code=500)
 
-    def answer(queries: list[str], k: int, category: str | None) -> list[SearchResponse]:
+    modes: list[SearchMode] = ["dense", "lexical", "hybrid"] if index.lexical is not None else ["dense"]
+
+    def answer(queries: list[str], k: int, category: str | None, mode: SearchMode) -> list[SearchResponse]:
+        if mode not in modes:
+            raise HTTPException(422, f"mode '{mode}' needs a lexical channel, which this index has not; embed it again")
         return [
             SearchResponse(
                 query=result.query,
+                mode=mode,
                 query_weights=result.weights,
                 results=[Result(**_product(hit)) for hit in result.hits],
             )
-            for result in index.search(queries, k, category)
+            for result in index.search(queries, k, category, mode)
         ]
 
     @app.get("/search", response_model=SearchResponse, tags=["search"])
@@ -255,19 +275,20 @@ def create_app(index: Index, images_root: Path | None, threads: int | None = Non
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         category: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
+        mode: SearchMode = "dense",
     ) -> SearchResponse:
         """Top-k products for query ``q``."""
-        return answer([q], k, category)[0]
+        return answer([q], k, category, mode)[0]
 
     @app.post("/search", response_model=SearchResponse, tags=["search"], responses=TOO_LARGE)
     def search_post(request: SearchRequest) -> SearchResponse:
         """Top-k products for one query."""
-        return answer([request.query], request.k, request.category)[0]
+        return answer([request.query], request.k, request.category, request.mode)[0]
 
     @app.post("/search/batch", response_model=BatchResponse, tags=["search"], responses=TOO_LARGE)
     def search_batch(request: BatchRequest) -> BatchResponse:
         """Top-k products for each of up to 64 queries."""
-        return BatchResponse(responses=answer(request.queries, request.k, request.category))
+        return BatchResponse(responses=answer(request.queries, request.k, request.category, request.mode))
 
     def stored(product_id: str) -> StoredProduct:
         product = store.get([product_id])[0]
@@ -305,7 +326,9 @@ def create_app(index: Index, images_root: Path | None, threads: int | None = Non
     def healthz() -> Health:
         """Liveness: the store answers and how many products it holds."""
         backend = store.manifest.get("backend", "faiss")
-        return Health(status="ok", products=len(store), backend=backend, encoder=index.retriever.encoder.name)
+        fusion = index.fusion.describe() if index.lexical is not None else None
+        encoder = index.retriever.encoder.name
+        return Health(status="ok", products=len(store), backend=backend, encoder=encoder, modes=modes, fusion=fusion)
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     def metrics() -> Response:
