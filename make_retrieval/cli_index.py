@@ -11,6 +11,7 @@ import typer
 
 from make_retrieval.cli_support import (
     Encoder,
+    Fusion,
     IndexKind,
     Mode,
     SkipBadRows,
@@ -40,13 +41,15 @@ def embed(
     nprobe: Annotated[int | None, typer.Option(min=1, help="IVF lists searched per query.")] = None,
     pq_m: Annotated[int | None, typer.Option(min=1, help="PQ sub-quantisers (must divide the dimension).")] = None,
     rerank: Annotated[int | None, typer.Option(min=0, help="IVF-PQ: re-score k x this candidates exactly.")] = None,
-    lexical: Annotated[bool, typer.Option(help="Build the lexical (BM25) channel for hybrid search.")] = True,
+    lexical: Annotated[
+        bool | None, typer.Option(help="Build the lexical (BM25) channel for hybrid search (default: index.lexical).")
+    ] = None,
     lexical_fields: Annotated[
         str | None, typer.Option(help="Metadata columns BM25 reads besides the title, e.g. brand,model.")
     ] = None,
-    fusion: Annotated[
-        str | None, typer.Option(help="Hybrid fusion: auto (chosen on valid), weighted or rrf.")
-    ] = None,
+    fusion: Annotated[Fusion | None, typer.Option(help="Hybrid fusion: auto (chosen on valid), weighted or rrf.")] = (
+        None
+    ),
     lexical_weight: Annotated[
         float | None, typer.Option(min=0.0, help="Weighted fusion's lexical weight (default: chosen on valid).")
     ] = None,
@@ -71,7 +74,8 @@ def embed(
     settings = Config.load(config or run / "config.yaml").index.overridden(
         kind=index.value if index is not None else None, hnsw_m=hnsw_m, hnsw_ef_construction=ef_construction,
         hnsw_ef_search=ef_search, ivf_lists=ivf_lists, ivf_nprobe=nprobe, pq_m=pq_m, ivf_rerank=rerank,
-        lexical=lexical, lexical_fields=lexical_fields, fusion=fusion, lexical_weight=lexical_weight,
+        lexical=lexical, lexical_fields=lexical_fields, fusion=fusion.value if fusion is not None else None,
+        lexical_weight=lexical_weight,
     )
     shards = EmbedShards(out / "shards", init_distributed(), shard_size, workers)
     text_only = out / "text_only.csv"
@@ -87,9 +91,9 @@ def embed(
     console.print(f"indexed {m['count']} products, dimension {m['dimension']}, {settings.kind} index -> {out}")
     console.print(f"{m['text_only']} product(s) indexed by their title alone; which and why: {text_only}")
     if "hybrid" in m:
-        from make_retrieval.index.fusion import Fusion
+        from make_retrieval.index.fusion import Fusion as Fused
 
-        fused = Fusion.from_dict(m["hybrid"]).describe()
+        fused = Fused.from_dict(m["hybrid"]).describe()
         console.print(f"lexical channel (BM25) -> {out / 'lexical'}; hybrid search fuses {fused}", highlight=False)
 
 
@@ -111,6 +115,8 @@ def search(
     that found it."""
     from make_retrieval.retrieval import Index
 
+    if hybrid and mode.value not in ("dense", "hybrid"):
+        raise typer.BadParameter(f"--hybrid and --mode {mode.value} ask for two modes; give one")
     chosen = "hybrid" if hybrid else mode.value
     result = Index.open(index, run, encoder.value).search([query], k, category, chosen)[0]
     results = [hit.to_dict() for hit in result.hits]

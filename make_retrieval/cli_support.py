@@ -27,6 +27,8 @@ Encoder = Enum("Encoder", {name: name for name in QUERY_ENCODERS}, type=str)  # 
 Split = Enum("Split", {"valid": "valid", "test": "test"}, type=str)  # type: ignore[misc]
 #: Search modes (retrieval.MODES; not imported from there, which would load numpy for ``--help``).
 Mode = Enum("Mode", {name: name for name in ("dense", "lexical", "hybrid")}, type=str)  # type: ignore[misc]
+#: ``index.fusion`` values (hybrid.py checks them again for YAML configs).
+Fusion = Enum("Fusion", {name: name for name in ("auto", "weighted", "rrf")}, type=str)  # type: ignore[misc]
 
 SkipBadRows = Annotated[
     bool, typer.Option("--skip-bad-rows", help="Skip rows that break the format (counted and reported).")

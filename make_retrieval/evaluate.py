@@ -113,7 +113,9 @@ class ExactRetriever:
         return embed_queries(self.model, queries)
 
     def search_vectors(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
-        """Top-k hits of query vectors over the whole catalog (no category filter: evaluation's)."""
+        """Top-k hits of query vectors over the whole catalog (evaluation filters no category)."""
+        if category is not None:
+            raise ValueError("ExactRetriever searches the whole catalog; it has no category filter")
         scores, positions = exact_top_k(vectors, self.vectors, k)
         ids = self.catalog.product_ids
         return [

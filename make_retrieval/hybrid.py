@@ -32,8 +32,8 @@ def choose_fusion(hybrid: HybridRetriever, judgements: Judgements, methods: tupl
     the dense channel alone: the highest Recall@100 among the settings whose NDCG@10 is at least the
     dense channel's (ties: higher NDCG@10, then the first tried, i.e. less lexical weight). Recall
     is the retrieval phase's job (a ranker reorders what it finds) and the NDCG floor keeps the top of
-    the list; weight 0, the dense ranking itself, always qualifies. Candidates are taken as search
-    takes them for k <= 100, so the figures are those a served index gets."""
+    the list; weight 0, the dense ranking itself, always qualifies. Each channel proposes
+    ``max(100, depth)`` candidates: what a served search for k <= 100 gets at the default depth."""
     queries = sorted(judgements)
     depth = hybrid.fusion.depth
     candidates, _ = hybrid.candidates(queries, RECALL_AT)
@@ -51,21 +51,26 @@ def choose_fusion(hybrid: HybridRetriever, judgements: Judgements, methods: tupl
     return Fusion(**{**settings[best].to_dict(), "chosen_on": "valid", "tried": tried})
 
 
+def check_fusion(settings: IndexConfig, has_valid: bool) -> None:
+    """Refuse fusion settings that cannot be met, before any product is embedded."""
+    if settings.fusion not in ("auto", *FUSIONS):
+        raise ConfigError(f"unknown fusion '{settings.fusion}'; choose auto, {', '.join(FUSIONS)}")
+    if settings.lexical_weight is not None and settings.fusion == "rrf":
+        raise ConfigError("a lexical weight is for weighted fusion; rrf has none")
+    if settings.fusion == "weighted" and settings.lexical_weight is None and not has_valid:
+        raise ConfigError("weighted fusion chooses its weight on the valid split: add one or set lexical_weight")
+
+
 def fusion_setting(settings: IndexConfig, hybrid: HybridRetriever, valid: Judgements | None) -> Fusion:
     """The fusion ``settings`` ask for: a weight or rrf set by option, else chosen on ``valid``; with
     no valid split, rrf (it has no weight to choose)."""
+    check_fusion(settings, bool(valid))
     depth = settings.hybrid_depth
-    if settings.fusion not in ("auto", *FUSIONS):
-        raise ConfigError(f"unknown fusion '{settings.fusion}'; choose auto, {', '.join(FUSIONS)}")
     if settings.lexical_weight is not None:
-        if settings.fusion == "rrf":
-            raise ConfigError("a lexical weight is for weighted fusion; rrf has none")
         return Fusion("weighted", settings.lexical_weight, depth=depth, chosen_on="option")
     if settings.fusion == "rrf":
         return Fusion("rrf", depth=depth, chosen_on="option")
     if not valid:
-        if settings.fusion == "weighted":
-            raise ConfigError("weighted fusion chooses its weight on the valid split: add one or set lexical_weight")
         return Fusion("rrf", depth=depth, chosen_on="default")
     methods = FUSIONS if settings.fusion == "auto" else (settings.fusion,)
     hybrid.fusion = Fusion(depth=depth)
@@ -84,18 +89,19 @@ def add_lexical_channel(
         write_manifest(index_dir, manifest)
         return None
     lexical = LexicalIndex.from_catalog(catalog, parse_fields(settings.lexical_fields))
-    lexical.save(index_dir)
     fusion = fusion_setting(settings, HybridRetriever(dense, lexical, Fusion()), valid)
+    lexical.save(index_dir)
     manifest["hybrid"] = fusion.to_dict()
     write_manifest(index_dir, manifest)
     return fusion
 
 
-def rebuild_lexical_channel(index_dir: Path, catalog: Catalog) -> bool:
+def rebuild_lexical_channel(index_dir: Path, catalog: Catalog, changed: bool) -> bool:
     """``sync``'s part: rebuild the lexical channel from the synced catalog with the fields it was
-    built with (the fusion stays as chosen). False when the folder has none."""
+    built with (the fusion stays as chosen) when products ``changed``, or when its products are not
+    the catalog's (a sync stopped between the store and this). Whether it was rebuilt."""
     lexical = LexicalIndex.load(index_dir)
-    if lexical is None:
+    if lexical is None or not (changed or lexical.product_ids != catalog.product_ids):
         return False
     LexicalIndex.from_catalog(catalog, lexical.fields).save(index_dir)
     return True

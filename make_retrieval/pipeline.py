@@ -21,7 +21,7 @@ from make_retrieval.embed import embed_catalog, embed_products, stored_fields, s
 from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import EvaluationResult, ExactRetriever, evaluate_retriever
 from make_retrieval.files import file_sha256, file_stamp
-from make_retrieval.hybrid import add_lexical_channel, evaluate_hybrid, rebuild_lexical_channel
+from make_retrieval.hybrid import add_lexical_channel, check_fusion, evaluate_hybrid, rebuild_lexical_channel
 from make_retrieval.index.faiss_index import Part, ProductIndex
 from make_retrieval.index.folder import open_store
 from make_retrieval.index.fusion import Fusion
@@ -48,10 +48,11 @@ MILVUS_COPY_BATCH = 10_000
 @dataclass
 class _Embedding:
     """What embedding a catalog with a run's model needs, loaded once: the model on this rank's
-    device, its config, the catalog, and the model's description for the index manifest."""
+    device, the index settings, the catalog (and on rank 0 the valid split the fusion is chosen on),
+    and the model's description for the index manifest."""
 
     model: MAKEModel
-    config: Config
+    settings: IndexConfig
     data: DataDir
     manifest: dict[str, Any]
     #: The checkpoint's and config's digests: a shard file made by another model is not reused.
@@ -59,12 +60,23 @@ class _Embedding:
 
     @classmethod
     def load(
-        cls, run_dir: Path, data_dir: Path, context: Distributed, skip_bad_rows: bool, text_only: Path | None
+        cls,
+        run_dir: Path,
+        data_dir: Path,
+        context: Distributed,
+        skip_bad_rows: bool,
+        text_only: Path | None,
+        index: IndexConfig | None,
     ) -> _Embedding:
-        """Load model and catalog; rank 0 reports the data (and lists text-only products in ``text_only``)."""
+        """Load model and catalog (``index``: the settings, default the run config's); rank 0 reports
+        the data (and lists text-only products in ``text_only``) and refuses a fusion it cannot set."""
         model, config, checkpoint = load_model(run_dir)
         model.to(context.device)
-        data = load_data_dir(data_dir, splits=("valid",), skip_bad_rows=skip_bad_rows)
+        settings = index or config.index
+        chosen = settings.lexical and context.is_main  # rank 0 builds the lexical channel
+        data = load_data_dir(data_dir, splits=("valid",) if chosen else (), skip_bad_rows=skip_bad_rows)
+        if chosen:
+            check_fusion(settings, "valid" in data.judgements)
         if context.is_main:
             data.report.announce()
             if text_only is not None:
@@ -82,13 +94,14 @@ class _Embedding:
         text_only_count = len(data.report.text_only_products)
         manifest = {"model": info, "data": str(root) if root is not None else None, "text_only": text_only_count}
         model_key = f"{checkpoint_sha256}:{file_sha256(Path(run_dir) / 'config.yaml')}"
-        return cls(model, config, data, manifest, model_key)
+        return cls(model, settings, data, manifest, model_key)
 
-    def add_lexical(self, index_dir: Path, store: VectorStore, settings: IndexConfig) -> dict[str, Any]:
+    def add_lexical(self, index_dir: Path, store: VectorStore) -> dict[str, Any]:
         """Build the folder's lexical channel and choose its fusion on the valid split (if the data
         has one) searching ``store`` as served; the folder's manifest, as written."""
         dense = MAKERetriever(TorchQueryEncoder(self.model), store)
-        add_lexical_channel(index_dir, self.data.catalog, dense, settings, self.data.judgements.get("valid"))
+        valid = self.data.judgements.get("valid")
+        add_lexical_channel(index_dir, self.data.catalog, dense, self.settings, valid)
         return read_manifest(index_dir)
 
 
@@ -101,12 +114,13 @@ def build_index(
 ) -> ProductIndex:
     """Embed every product of ``data_dir`` with the run's model in one pass and index the vectors in
     memory (``index``: the structure and its knobs, default the run config's ``index`` section): for
-    catalogs that fit in memory twice over, as the demo's does; ``write_index`` is the sharded path."""
-    run = _Embedding.load(run_dir, data_dir, Distributed(), skip_bad_rows, None)
+    catalogs that fit in memory twice over. It builds no lexical channel; ``write_index`` (the
+    sharded path, which ``embed``, ``index_folder`` and the demo take) does."""
+    run = _Embedding.load(run_dir, data_dir, Distributed(), skip_bad_rows, None, index)
     model, catalog = run.model, run.data.catalog
     vectors, weights = embed_products(model, catalog, batch_size=batch_size)
     products = stored_products(catalog, weights, model.modalities)
-    return ProductIndex.build(products, vectors, model.modalities, index or run.config.index, run.manifest)
+    return ProductIndex.build(products, vectors, model.modalities, run.settings, run.manifest)
 
 
 def write_index(
@@ -120,11 +134,13 @@ def write_index(
     text_only_report: Path | None = None,
 ) -> dict[str, Any] | None:
     """Embed the catalog shard by shard over the ranks of a torchrun job (resumable) and write the
-    FAISS folder ``out`` from the shard files one at a time (``ProductIndex.write``): rank 0 holds the
-    FAISS structure and one shard, never the merged vectors or the whole product table. Rank 0 gets
-    the manifest, the other ranks None. ``text_only_report``: a CSV naming every product indexed by
-    its title alone and why (no image given, missing or corrupt)."""
-    run = _Embedding.load(run_dir, data_dir, shards.context, skip_bad_rows, text_only_report)
+    FAISS folder ``out`` from the shard files one at a time (``ProductIndex.write``): while writing,
+    rank 0 holds the FAISS structure and one shard, never the merged vectors or the whole product
+    table. Then rank 0 builds the lexical channel and opens the folder as ``serve`` would (FAISS
+    structure and product table) to choose the hybrid fusion on the valid split. Rank 0 gets the
+    manifest, the other ranks None. ``text_only_report``: a CSV naming every product indexed by its
+    title alone and why (no image given, missing or corrupt)."""
+    run = _Embedding.load(run_dir, data_dir, shards.context, skip_bad_rows, text_only_report, index)
     model, catalog = run.model, run.data.catalog
     key, size, workers = run.model_key, shards.size, shards.workers
     files = embed_catalog(model, catalog, shards.folder, key, shards.context, size, batch_size, workers)
@@ -136,9 +152,8 @@ def write_index(
             vectors, weights = shard.load()
             yield stored_products(catalog, weights, model.modalities, shard.positions), vectors
 
-    settings = index or run.config.index
-    ProductIndex.write(out, parts, len(catalog), model.dim, model.modalities, settings, run.manifest)
-    return run.add_lexical(out, ProductIndex.load(out), settings)
+    ProductIndex.write(out, parts, len(catalog), model.dim, model.modalities, run.settings, run.manifest)
+    return run.add_lexical(out, ProductIndex.load(out))
 
 
 def ingest_milvus(
@@ -158,9 +173,9 @@ def ingest_milvus(
     is upserted again (an upsert of the same id replaces it) without being re-embedded. Rank 0 gets
     the store, the other ranks None."""
     context = shards.context
-    run = _Embedding.load(run_dir, data_dir, context, skip_bad_rows, text_only_report)
+    run = _Embedding.load(run_dir, data_dir, context, skip_bad_rows, text_only_report, index)
     model, catalog = run.model, run.data.catalog
-    settings = index or run.config.index
+    settings = run.settings
     manifest = {**run.manifest, "dimension": model.dim, "modalities": list(model.modalities), "count": len(catalog)}
     if context.is_main:
         MilvusIndex.create(target.uri, target.collection, manifest, settings, target.replace)
@@ -176,7 +191,7 @@ def ingest_milvus(
         return None
     store.manifest["categories"] = sorted({c for c in catalog.categories if c is not None})
     store.save(target.out)
-    store.manifest = run.add_lexical(target.out, store, settings)
+    store.manifest = run.add_lexical(target.out, store)
     return store
 
 
@@ -255,7 +270,7 @@ def sync_index(index_dir: Path, data_dir: Path, run_dir: Path | None = None, ski
         store.add(stored_products(catalog, weights, model.modalities, changed), vectors)
     deleted = store.delete(sorted(gone))
     store.save(index_dir)
-    lexical = bool(changed or deleted) and rebuild_lexical_channel(index_dir, catalog)
+    lexical = rebuild_lexical_channel(index_dir, catalog, bool(changed or deleted))
     return SyncReport(added, len(changed) - added, deleted, len(catalog) - len(changed), lexical)
 
 
@@ -272,8 +287,9 @@ def to_milvus(index_dir: Path, uri: str, collection: str, out: Path, replace: bo
         store.add(products, source.vectors[[source.rows[pid] for pid in chunk]])
     store.save(out)
     for folder in (ONNX_FOLDER, LEXICAL_FOLDER):  # the lexical channel stays in-process beside Milvus
+        shutil.rmtree(out / folder, ignore_errors=True)  # nothing left of an earlier copy
         if (index_dir / folder).is_dir():
-            shutil.copytree(index_dir / folder, out / folder, dirs_exist_ok=True)
+            shutil.copytree(index_dir / folder, out / folder)
     return store
 
 
@@ -289,6 +305,8 @@ def evaluate_on(
     BM25 (``hybrid``: fused as ``embed`` would, chosen on the valid split), or a baseline."""
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"unknown baseline '{baseline}'; choose one of {BASELINES}")
+    if hybrid and split == "valid":
+        raise ConfigError("--hybrid chooses its fusion on the valid split; evaluate it on test")
     # BM25 reads titles only, so it need not decode every image first
     splits = (split, "valid") if hybrid else (split,)
     data = load_data_dir(data_dir, splits=splits, skip_bad_rows=skip_bad_rows, check_images=baseline is None)

@@ -12,7 +12,7 @@ unless the torch query encoder is asked for, so that ``search`` on an exported i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -149,13 +149,13 @@ class SearchHit:
     image: str | None
     metadata: dict[str, Any]
     #: The channels that found the product ("dense", "lexical") and its rank in each (1 = first).
-    channels: dict[str, int]
+    channels: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, product: StoredProduct, hit: Hit, channels: dict[str, int]) -> SearchHit:
+    def of(cls, product: StoredProduct, hit: Hit, channels: dict[str, int] | None = None) -> SearchHit:
         """The hit of a stored product; ``channels`` where ``hit`` has none (a single channel's)."""
         p = product
-        found = hit.channels or channels
+        found = hit.channels or channels or {}
         return cls(p.product_id, p.title, hit.score, p.weights, p.category, p.image, p.metadata, found)
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +216,8 @@ class Index:
             products = self.store.get([hit.product_id for hit in hits])
             ranks = [{mode: rank} for rank in range(1, len(hits) + 1)]
             shown = [SearchHit.of(p, h, r) for h, p, r in zip(hits, products, ranks, strict=True) if p is not None]
-            results.append(QueryResult(query, dict(zip(self.modalities, a_q, strict=False)), shown))
+            weights = dict(zip(self.modalities, a_q, strict=True)) if a_q else {}
+            results.append(QueryResult(query, weights, shown))
         return results
 
     def _hits(

@@ -8,7 +8,7 @@ channel missed is not guessed at. Two ways to fuse:
   inner product is a cosine on the same scale for every query; BM25's scale grows with the query's
   length and rarity, so it is divided by the query's best BM25 score (the top lexical hit, always a
   candidate: the normalisation does not depend on ``depth``). ``lexical_weight`` 0 is the dense
-  ranking; it is chosen on the validation split by ``embed`` (``evaluate.choose_fusion``).
+  ranking; it is chosen on the validation split by ``embed`` (``hybrid.choose_fusion``).
 - ``rrf``: reciprocal rank fusion, ``sum over channels of 1 / (rrf_k + rank)`` (rrf_k 60, as in
   Cormack et al. 2009): needs no scores and no weight, so it is what an index gets when there is no
   validation split to choose a weight on.
@@ -86,7 +86,8 @@ def fused_scores(candidates: Candidates, fusion: Fusion) -> np.ndarray:
     if fusion.method == "rrf":
         scores = np.zeros(len(c.product_ids))
         for rank in (c.dense_rank, c.lexical_rank):
-            scores += np.where(rank > 0, 1.0 / (fusion.rrf_k + np.maximum(rank, 1)), 0.0)
+            found = rank > 0
+            scores[found] += 1.0 / (fusion.rrf_k + rank[found])
         return scores
     best = float(c.lexical.max(initial=0.0))
     lexical = c.lexical / best if best > 0 else np.zeros_like(c.lexical)

@@ -12,6 +12,7 @@ and ``sync``: BM25's term statistics change with every product added, so there i
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from make_retrieval.data.keywords import tokenize
-from make_retrieval.files import replacing
+from make_retrieval.errors import ConfigError
 from make_retrieval.index.store import Hit
 
 if TYPE_CHECKING:  # data.catalog loads torch (datasets), which searching an exported index never needs
@@ -52,7 +53,10 @@ class LexicalIndex:
 
     def __init__(self, bm25: Any, product_ids: list[str], categories: list[str | None], fields: list[str]):
         self.bm25, self.product_ids, self.fields = bm25, product_ids, fields
-        self.categories = np.array([c or "" for c in categories], dtype=object)
+        self.categories = categories
+        #: Each product's category as an integer code: a category filter is one integer comparison.
+        self.codes = {c: i for i, c in enumerate(dict.fromkeys(categories))}
+        self.category_codes = np.array([self.codes[c] for c in categories], dtype=np.int32)
         self.rows = {pid: r for r, pid in enumerate(product_ids)}
         self.vocabulary = set(bm25.vocab_dict)
 
@@ -62,6 +66,9 @@ class LexicalIndex:
     ) -> LexicalIndex:
         """Index ``texts`` (one per product id)."""
         import bm25s  # imported here: opening an index without its lexical channel needs none of it
+
+        if not product_ids:
+            raise ConfigError("the lexical channel needs at least one product")
 
         bm25 = bm25s.BM25()
         bm25.index([tokenize(t) for t in texts], show_progress=False)
@@ -101,7 +108,8 @@ class LexicalIndex:
     def top(self, scores: np.ndarray, k: int, category: str | None = None) -> list[Hit]:
         """The best ``k`` positive ``scores`` (one per row) as hits, best first."""
         if category is not None:
-            scores = np.where(self.categories == category, scores, 0.0)
+            code = self.codes.get(category, -1)
+            scores = np.where(self.category_codes == code, scores, 0.0)
         k = min(k, len(scores))
         if k == 0:
             return []
@@ -110,16 +118,21 @@ class LexicalIndex:
         return [Hit(self.product_ids[r], float(scores[r])) for r in rows if scores[r] > 0]
 
     def save(self, index_dir: Path) -> None:
-        """Write ``index_dir/lexical`` (replacing what was there)."""
-        folder = index_dir / FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        self.bm25.save(str(folder), show_progress=False)
-        table = pa.table({"product_id": self.product_ids, "category": self.categories.tolist()})
-        with replacing(folder / TABLE) as path:
-            pq.write_table(table, path)
+        """Write ``index_dir/lexical``, replacing what was there as a whole: the new folder is written
+        beside it and renamed into place, so a server that has the old files memory-mapped keeps
+        reading them (unlinked, not overwritten) and a crash mid-write leaves the old channel."""
+        folder, staging, old = (index_dir / name for name in (FOLDER, f".{FOLDER}.new", f".{FOLDER}.old"))
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self.bm25.save(str(staging), show_progress=False)
+        pq.write_table(pa.table({"product_id": self.product_ids, "category": self.categories}), staging / TABLE)
         info = {"fields": self.fields, "products": len(self), "method": "bm25s lucene k1=1.5 b=0.75"}
-        with replacing(folder / INFO) as path:
-            path.write_text(json.dumps(info, indent=2))
+        (staging / INFO).write_text(json.dumps(info, indent=2))
+        if folder.exists():
+            folder.rename(old)
+        staging.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def load(cls, index_dir: Path) -> LexicalIndex | None:
@@ -132,5 +145,4 @@ class LexicalIndex:
         info = json.loads((folder / INFO).read_text())
         table = pq.read_table(folder / TABLE).to_pydict()
         bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
-        categories = [c or None for c in table["category"]]
-        return cls(bm25, table["product_id"], categories, info["fields"])
+        return cls(bm25, table["product_id"], table["category"], info["fields"])
