@@ -115,7 +115,9 @@ class LexicalIndex:
             return []
         rows = np.argpartition(-scores, k - 1)[:k]
         rows = rows[np.argsort(-scores[rows], kind="stable")]
-        return [Hit(self.product_ids[r], float(scores[r])) for r in rows if scores[r] > 0]
+        rows = rows[scores[rows] > 0]
+        ids = self.product_ids
+        return [Hit(ids[r], s) for r, s in zip(rows.tolist(), scores[rows].tolist(), strict=True)]
 
     def save(self, index_dir: Path) -> None:
         """Write ``index_dir/lexical``, replacing what was there as a whole: the new folder is written
