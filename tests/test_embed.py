@@ -24,6 +24,7 @@ from make_retrieval.embed import embed_catalog, embed_products
 from make_retrieval.index.faiss_index import ProductIndex
 from make_retrieval.index.folder import open_store
 from make_retrieval.index.milvus_index import MilvusIndex
+from make_retrieval.index.store import read_manifest
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.train.loop import train
 
@@ -128,3 +129,8 @@ def test_torchrun_ranks_write_their_shards_straight_into_a_milvus_server(
         for got, want in zip(store.search(queries, 5), reference.search(queries, 5), strict=True):
             assert [h.product_id for h in got] == [h.product_id for h in want]
             np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-4)
+        # rank 0 built the lexical channel beside the collection and chose the same fusion on valid
+        assert read_manifest(tmp_path / folder)["hybrid"] == read_manifest(tmp_path / "faiss")["hybrid"]
+        assert (tmp_path / folder / "lexical" / "lexical.json").is_file()
+        ids = ["p000", "nope"]
+        np.testing.assert_allclose(store.vectors_of(ids), reference.vectors_of(ids), atol=1e-6)
