@@ -46,6 +46,8 @@ class RunRecord:
     per_category: dict[str, dict[str, float]]
     train_seconds: float = 0.0
     weights_by_category: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: A ``NAME+bm25`` row's fusion as chosen on valid (``Fusion.to_dict``).
+    fusion: dict[str, Any] | None = None
 
 
 def run_benchmark(
@@ -102,7 +104,8 @@ def _record(name: str, config: Config, seed: int, data: DataDir, out: Path, log:
     result, fusion = evaluate_hybrid(model, data, "test", variant.index)
     log(f"benchmark: {name}, seed {seed}: fused {fusion.describe()}")
     seconds = json.loads((base_dir / RECORD).read_text())["record"]["train_seconds"]
-    return _keep(run_dir, variant, RunRecord(name, seed, result.metrics, result.per_category, seconds))
+    record = RunRecord(name, seed, result.metrics, result.per_category, seconds, fusion=fusion.to_dict())
+    return _keep(run_dir, variant, record)
 
 
 def _write_results(out: Path, records: list[RunRecord], models: Sequence[str]) -> list[RunRecord]:

@@ -67,6 +67,7 @@ def test_benchmark_table(tiny_config: Config, data_dir: Path, tmp_path: Path) ->
     assert "benchmark: make+bm25, seed 0: fused " in fused.output and "benchmark: make, seed 0\n" not in fused.output
     [hybrid] = json.loads((out / "results.json").read_text())
     assert hybrid["model"] == "make+bm25" and hybrid["train_seconds"] == make_seconds
+    assert hybrid["fusion"]["chosen_on"] == "valid" and len(hybrid["fusion"]["tried"]) == 10
     assert set(hybrid["metrics"]) == set(records[3]["metrics"])
     again = CliRunner().invoke(app, [*args, "--models", "make+bm25", "--seeds", "1"])
     assert again.exit_code == 0 and again.output.count("finished earlier, reused") == 1
