@@ -195,6 +195,7 @@ def test_demo_trains_indexes_exports_and_evaluates(tiny_config: Config, data_dir
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
-    assert [r["retriever"] for r in results] == ["BM25", "MAKE"] and results[1]["queries"] == 8
-    assert (out / "index" / "query_encoder" / "model.onnx").is_file()
+    assert [r["retriever"] for r in results] == ["BM25", "MAKE", "MAKE+BM25"] and results[1]["queries"] == 8
+    assert (out / "index" / "query_encoder" / "model.onnx").is_file() and (out / "index" / "lexical").is_dir()
+    assert "hybrid search fuses" in result.output and "--mode hybrid" in result.output
     assert "make-retrieval serve --index" in result.output
