@@ -30,3 +30,11 @@ def exact_top_k(queries: np.ndarray, products: np.ndarray, k: int) -> tuple[np.n
         scores[start : start + step, :k_found] = np.take_along_axis(top_scores, order, axis=1)
         found[start : start + step, :k_found] = np.take_along_axis(top, order, axis=1)
     return scores, found
+
+
+def exact_top_k_among(
+    vectors: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among ``rows`` of ``vectors`` only: (scores, row numbers), -1 padded like FAISS."""
+    scores, positions = exact_top_k(queries, vectors[rows], k)
+    return scores, np.where(positions >= 0, rows[positions], -1)

@@ -16,26 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from make_retrieval.config import INDEX_KINDS, IndexConfig
 from make_retrieval.errors import IndexFileError
-from make_retrieval.files import file_sha256, file_stamp, replacing, same_file
-from make_retrieval.index.exact import exact_top_k
-from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest, write_manifest
+from make_retrieval.files import replacing, same_file
+from make_retrieval.index.exact import exact_top_k_among
+from make_retrieval.index.faiss_folder import (
+    CHECKED_FILES,
+    arrow_table,
+    check_count,
+    gather_rows,
+    new_manifest,
+    product_columns,
+    seal,
+    table_schema,
+    weight_rows,
+)
+from make_retrieval.index.store import Hit, StoredProduct, mean_weights_by_category, read_manifest
 
-#: Files of an index folder whose sha256 the manifest records and ``load`` verifies (``write`` names
-#: them in this order).
-CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
 #: IVF-PQ trains 2^bits centroids per sub-quantiser on >= 39 points each; below 16 it is pointless.
 MIN_PQ_CENTROIDS = 16
 #: A category filter keeping at most this many rows is searched exactly over those rows.
@@ -129,9 +134,10 @@ class ProductIndex:
         """Index ``vectors`` (one row per product); ``manifest`` brings what the store cannot know:
         the model that made the vectors and the catalog folder the image paths are relative to."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        manifest = _new_manifest(manifest, int(vectors.shape[1]), modalities, config)
-        weights = _weight_rows(products, modalities)
-        return cls(build_faiss(vectors, config), vectors, _columns(products), weights, modalities, config, manifest)
+        manifest = new_manifest(manifest, int(vectors.shape[1]), modalities, config)
+        weights = weight_rows(products, modalities)
+        columns = product_columns(products)
+        return cls(build_faiss(vectors, config), vectors, columns, weights, modalities, config, manifest)
 
     @staticmethod
     def write(
@@ -148,11 +154,11 @@ class ProductIndex:
         part and the FAISS structure is filled as they come; IVF-PQ first trains on rows drawn in a
         first pass (``training_rows``). The process holds the FAISS structure (every vector for flat
         and HNSW, only PQ codes for IVF-PQ) and one part. Returns the manifest; ``load`` opens it."""
-        manifest = _new_manifest(manifest, dim, modalities, config)
+        manifest = new_manifest(manifest, dim, modalities, config)
         index = new_faiss(count, dim, config)
         if not index.is_trained:
-            sample, rows = _gather(parts(), training_rows(index, count), dim)
-            _check_count(folder, count, rows)
+            sample, rows = gather_rows(parts(), training_rows(index, count), dim)
+            check_count(folder, count, rows)
             index.train(sample)
         folder.mkdir(parents=True, exist_ok=True)
         categories: set[str] = set()
@@ -162,19 +168,19 @@ class ProductIndex:
             handle = files.enter_context(npy.open("wb"))
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
             np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count, dim)})
-            writer = files.enter_context(pq.ParquetWriter(table, _schema(modalities)))
+            writer = files.enter_context(pq.ParquetWriter(table, table_schema(modalities)))
             for products, vectors in parts():
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32)
                 index.add(vectors)
                 handle.write(vectors.tobytes())
                 live = np.zeros(len(products), dtype=bool)
-                weights = _weight_rows(products, modalities)
-                writer.write_table(_arrow_table(_columns(products), live, weights, modalities))
+                weights = weight_rows(products, modalities)
+                writer.write_table(arrow_table(product_columns(products), live, weights, modalities))
                 categories.update(p.category for p in products if p.category is not None)
                 rows += len(products)
-            _check_count(folder, count, rows)
+            check_count(folder, count, rows)
             faiss.write_index(index, str(stored))
-        return _seal(folder, manifest, count, rows, sorted(categories))
+        return seal(folder, manifest, count, rows, sorted(categories))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -189,7 +195,7 @@ class ProductIndex:
         rerank = self.config.ivf_rerank if self.config.kind == "ivfpq" else 0
         fetch = min(k * rerank, len(self.vectors)) if rerank else k
         if allowed is not None and len(allowed[0]) <= EXACT_FILTER_ROWS:
-            scores, rows = _exact(self.vectors, allowed[0], queries, k)
+            scores, rows = exact_top_k_among(self.vectors, allowed[0], queries, k)
         else:
             params = None if allowed is None else self._params(allowed[1])
             scores, rows = self.index.search(queries, fetch, params=params)
@@ -207,7 +213,7 @@ class ProductIndex:
         rows = np.empty((len(queries), k), dtype=np.int64)
         for i, query in enumerate(queries):
             found = np.sort(candidates[i][candidates[i] >= 0])  # ascending rows: sequential reads
-            scores[i], rows[i] = (part[0] for part in _exact(self.vectors, found, query[None], k))
+            scores[i], rows[i] = (part[0] for part in exact_top_k_among(self.vectors, found, query[None], k))
         return scores, rows
 
     def _allowed(self, category: str | None) -> tuple[np.ndarray, Any, np.ndarray] | None:
@@ -284,9 +290,9 @@ class ProductIndex:
         start = len(self.vectors)
         self.index.add(vectors)
         self.vectors = np.concatenate([self.vectors, vectors])
-        for name, column in _columns(products).items():
+        for name, column in product_columns(products).items():
             self.table[name].extend(column)
-        self.weights = np.concatenate([self.weights, _weight_rows(products, self.modalities)])
+        self.weights = np.concatenate([self.weights, weight_rows(products, self.modalities)])
         self.deleted = np.concatenate([self.deleted, np.zeros(len(products), dtype=bool)])
         self.rows.update({p.product_id: start + i for i, p in enumerate(products)})
         self._forget_filters()
@@ -350,8 +356,8 @@ class ProductIndex:
         with replacing(folder / "embeddings.npy") as path:
             np.save(path, self.vectors)
         with replacing(folder / "products.parquet") as path:
-            pq.write_table(_arrow_table(self.table, self.deleted, self.weights, self.modalities), path)
-        _seal(folder, self.manifest, len(self), len(self.vectors), self.categories())
+            pq.write_table(arrow_table(self.table, self.deleted, self.weights, self.modalities), path)
+        seal(folder, self.manifest, len(self), len(self.vectors), self.categories())
 
     @classmethod
     def load(cls, folder: Path) -> ProductIndex:
@@ -381,86 +387,3 @@ class ProductIndex:
             manifest,
             deleted,
         )
-
-
-def _new_manifest(
-    manifest: dict[str, Any], dim: int, modalities: Sequence[str], config: IndexConfig
-) -> dict[str, Any]:
-    """A new FAISS folder's manifest: what the caller knows (model, catalog) plus the store's own."""
-    return {
-        "backend": "faiss",
-        **manifest,
-        "dimension": dim,
-        "modalities": list(modalities),
-        "index": asdict(config),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _seal(folder: Path, manifest: dict[str, Any], count: int, rows: int, categories: list[str]) -> dict[str, Any]:
-    """Record the counts and every checked file's sha256 and stamp in ``manifest``, then write it
-    (last: a folder whose files were not all written has no matching manifest)."""
-    manifest.update(count=count, rows=rows, categories=categories)
-    manifest["checksum"] = {name: file_sha256(folder / name) for name in CHECKED_FILES}
-    manifest["stamps"] = {name: file_stamp(folder / name) for name in CHECKED_FILES}
-    write_manifest(folder, manifest)
-    return manifest
-
-
-def _gather(parts: Iterable[Part], rows: np.ndarray, dim: int) -> tuple[np.ndarray, int]:
-    """(the vectors at ``rows`` (sorted) of the parts in one array, the parts' row count): a streamed
-    build's training set, complete only if the parts hold every row the draw was made for."""
-    sample = np.zeros((len(rows), dim), dtype=np.float32)
-    start = taken = 0
-    for _, vectors in parts:
-        wanted = rows[(rows >= start) & (rows < start + len(vectors))]
-        sample[taken : taken + len(wanted)] = vectors[wanted - start]
-        start, taken = start + len(vectors), taken + len(wanted)
-    return sample, start
-
-
-def _check_count(folder: Path, count: int, rows: int) -> None:
-    """A streamed build's parts must hold the ``count`` rows it was sized for."""
-    if rows != count:
-        raise IndexFileError(f"{folder}: expected {count} products, the parts held {rows}")
-
-
-def _schema(modalities: Sequence[str]) -> pa.Schema:
-    """The product table's schema: fixed, so that a table written part by part has one type per column
-    (a part whose categories are all missing would otherwise read as a null column)."""
-    text = [pa.field(name, pa.string()) for name in ("product_id", "title", "category", "image", "metadata")]
-    weights = [pa.field(f"weight_{name}", pa.float32()) for name in modalities]
-    return pa.schema([*text, pa.field("deleted", pa.bool_()), *weights])
-
-
-def _arrow_table(
-    columns: dict[str, list[Any]], deleted: np.ndarray, weights: np.ndarray, modalities: Sequence[str]
-) -> pa.Table:
-    """The product table as stored: the text columns, the deleted flags, one column per modality weight."""
-    data: dict[str, Any] = {**columns, "deleted": deleted}
-    for i, name in enumerate(modalities):
-        data[f"weight_{name}"] = weights[:, i].astype(np.float32)
-    return pa.table(data, schema=_schema(modalities))
-
-
-def _columns(products: Sequence[StoredProduct]) -> dict[str, list[Any]]:
-    """The product table's text columns (metadata as JSON text: parsed only for returned hits)."""
-    return {
-        "product_id": [p.product_id for p in products],
-        "title": [p.title for p in products],
-        "category": [p.category for p in products],
-        "image": [p.image for p in products],
-        "metadata": [json.dumps(p.metadata, default=str, ensure_ascii=False) for p in products],
-    }
-
-
-def _weight_rows(products: Sequence[StoredProduct], modalities: Sequence[str]) -> np.ndarray:
-    """(N, M) modality weights of ``products`` in ``modalities`` order."""
-    rows = [[p.weights[m] for m in modalities] for p in products]
-    return np.array(rows, dtype=np.float32).reshape(-1, len(modalities))
-
-
-def _exact(vectors: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among ``rows`` only: (scores, row numbers), -1 padded like FAISS."""
-    scores, positions = exact_top_k(queries, vectors[rows], k)
-    return scores, np.where(positions >= 0, rows[positions], -1)
