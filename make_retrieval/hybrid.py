@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from make_retrieval.data.pairs import DataDir, Judgements
 from make_retrieval.errors import ConfigError
 from make_retrieval.evaluate import EvaluationResult, ExactRetriever, evaluate_retriever, score_hits
 from make_retrieval.index.fusion import FUSIONS, Fusion, fuse
-from make_retrieval.index.lexical import FOLDER, LexicalIndex, parse_fields
+from make_retrieval.index.lexical import FOLDER, LexicalIndex
 from make_retrieval.index.store import read_manifest, write_manifest
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.retrieval import DenseChannel, HybridRetriever
@@ -37,8 +38,8 @@ def choose_fusion(hybrid: HybridRetriever, judgements: Judgements, methods: tupl
     queries = sorted(judgements)
     depth = hybrid.fusion.depth
     candidates, _ = hybrid.candidates(queries, RECALL_AT)
-    dense = Fusion("weighted", 0.0, depth=depth)
-    settings = [dense] + [Fusion("weighted", w, depth=depth) for w in LEXICAL_WEIGHTS[1:] if "weighted" in methods]
+    weights = LEXICAL_WEIGHTS if "weighted" in methods else LEXICAL_WEIGHTS[:1]  # 0: the dense floor
+    settings = [Fusion("weighted", w, depth=depth) for w in weights]
     settings += [Fusion("rrf", depth=depth)] if "rrf" in methods else []
     tried = []
     for setting in settings:
@@ -79,21 +80,21 @@ def fusion_setting(settings: IndexConfig, hybrid: HybridRetriever, valid: Judgem
 
 def add_lexical_channel(
     index_dir: Path, catalog: Catalog, dense: DenseChannel, settings: IndexConfig, valid: Judgements | None
-) -> Fusion | None:
+) -> dict[str, Any]:
     """Write ``index_dir/lexical`` from ``catalog`` and record the fusion in the manifest (under
-    ``hybrid``); with ``settings.lexical`` off, remove any lexical channel left there (None)."""
+    ``hybrid``); with ``settings.lexical`` off, remove any lexical channel left there. The folder's
+    manifest, as written."""
     manifest = read_manifest(index_dir)
-    if not settings.lexical:
+    if settings.lexical:
+        lexical = LexicalIndex.from_catalog(catalog, settings.lexical_fields)
+        fusion = fusion_setting(settings, HybridRetriever(dense, lexical, Fusion()), valid)
+        lexical.save(index_dir)
+        manifest["hybrid"] = fusion.to_dict()
+    else:
         shutil.rmtree(index_dir / FOLDER, ignore_errors=True)
         manifest.pop("hybrid", None)
-        write_manifest(index_dir, manifest)
-        return None
-    lexical = LexicalIndex.from_catalog(catalog, parse_fields(settings.lexical_fields))
-    fusion = fusion_setting(settings, HybridRetriever(dense, lexical, Fusion()), valid)
-    lexical.save(index_dir)
-    manifest["hybrid"] = fusion.to_dict()
     write_manifest(index_dir, manifest)
-    return fusion
+    return manifest
 
 
 def rebuild_lexical_channel(index_dir: Path, catalog: Catalog, changed: bool) -> bool:
@@ -112,7 +113,7 @@ def evaluate_hybrid(
 ) -> tuple[EvaluationResult, Fusion]:
     """A model's embedding of the catalog (searched exactly) fused with BM25 over it, the fusion
     set as ``embed`` sets it (chosen on ``data``'s valid split), evaluated on ``split``."""
-    lexical = LexicalIndex.from_catalog(data.catalog, parse_fields(settings.lexical_fields))
+    lexical = LexicalIndex.from_catalog(data.catalog, settings.lexical_fields)
     hybrid = HybridRetriever(ExactRetriever(model, data.catalog), lexical, Fusion())
     hybrid.fusion = fusion_setting(settings, hybrid, data.judgements.get("valid"))
     return evaluate_retriever(hybrid, data.judgements[split], data.catalog, split), hybrid.fusion

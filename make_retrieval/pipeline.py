@@ -33,7 +33,7 @@ from make_retrieval.model.checkpoint import load_model
 from make_retrieval.model.make import MAKEModel
 from make_retrieval.onnx_export import export_onnx
 from make_retrieval.query_encoder import ONNX_FOLDER, TorchQueryEncoder
-from make_retrieval.retrieval import HybridRetriever, MAKERetriever, index_model, open_index
+from make_retrieval.retrieval import Index, MAKERetriever, Retriever, index_model
 from make_retrieval.train.loop import train
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -101,8 +101,7 @@ class _Embedding:
         has one) searching ``store`` as served; the folder's manifest, as written."""
         dense = MAKERetriever(TorchQueryEncoder(self.model), store)
         valid = self.data.judgements.get("valid")
-        add_lexical_channel(index_dir, self.data.catalog, dense, self.settings, valid)
-        return read_manifest(index_dir)
+        return add_lexical_channel(index_dir, self.data.catalog, dense, self.settings, valid)
 
 
 def build_index(
@@ -359,10 +358,8 @@ def run_demo(
     console.rule("3/3 evaluate on the test split")
     data = load_data_dir(data_dir, splits=("test",), skip_bad_rows=skip_bad_rows)
     judged = data.judgements["test"]
-    dense = open_index(out / "index", out, encoder="onnx")
-    lexical = LexicalIndex.load(out / "index")
-    assert lexical is not None  # embed built it
-    retrievers = [lexical, dense, HybridRetriever(dense, lexical, Fusion.from_dict(manifest["hybrid"]))]
+    index = Index.open(out / "index", out, encoder="onnx")
+    retrievers: list[Retriever] = [index.lexical_channel(), index.retriever, index.hybrid()]
     results = [evaluate_retriever(r, judged, data.catalog) for r in retrievers]
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     show(results)

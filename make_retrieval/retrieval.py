@@ -108,7 +108,7 @@ class HybridRetriever:
         for query, hits in zip(queries, self.dense.search_vectors(vectors, depth, category), strict=True):
             scores = self.lexical.scores(query)
             candidates = Candidates.union(hits, self.lexical.top(scores, depth, category))
-            candidates.lexical = self.lexical.score_ids(query, candidates.product_ids, scores)
+            candidates.lexical = self.lexical.score_ids(scores, candidates.product_ids)
             found.append(candidates)
         # one look-up of the candidates' vectors per LOOKUP_QUERIES queries: one round trip to Milvus
         # for many queries, while the vectors held stay bounded (2 x depth x LOOKUP_QUERIES rows)
@@ -229,13 +229,20 @@ class Index:
         if mode == "dense":
             hits, weights = self.retriever.search_with_weights(queries, k, category)
             return hits, weights.tolist()
+        if mode == "lexical":
+            return self.lexical_channel(mode).search(queries, k, category), [[] for _ in queries]
+        hits, weights = self.hybrid().search_with_weights(queries, k, category)
+        return hits, weights.tolist()
+
+    def hybrid(self) -> HybridRetriever:
+        """The folder's dense and lexical channels fused as its manifest says (a ``Retriever``)."""
+        return HybridRetriever(self.retriever, self.lexical_channel("hybrid"), self.fusion)
+
+    def lexical_channel(self, mode: str = "lexical") -> LexicalIndex:
+        """The lexical channel, or a clear error naming the ``mode`` that needs it."""
         if self.lexical is None:
             raise ConfigError(f"this index has no lexical channel for {mode} search; build it again with 'embed'")
-        if mode == "lexical":
-            return self.lexical.search(queries, k, category), [[] for _ in queries]
-        hybrid = HybridRetriever(self.retriever, self.lexical, self.fusion)
-        hits, weights = hybrid.search_with_weights(queries, k, category)
-        return hits, weights.tolist()
+        return self.lexical
 
 
 def rank_scores(hits: list[Hit]) -> dict[str, float]:

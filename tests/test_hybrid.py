@@ -71,7 +71,7 @@ def test_the_lexical_channel_searches_reads_metadata_and_reloads(tmp_path: Path)
     assert {h.product_id for h in lexical.search(["strada"], 5)[0]} == {"p3"}, "a metadata field is read"
     assert lexical.search(["unheard of words"], 5) == [[]], "no known term: nothing, not arbitrary products"
     assert {h.product_id for h in lexical.search(["black"], 5, category="shoe")[0]} == {"p3"}
-    assert lexical.score_ids("128gb", ["p1", "missing"]).tolist() == [0.0, 0.0]
+    assert lexical.score_ids(lexical.scores("128gb"), ["p1", "missing"]).tolist() == [0.0, 0.0]
     lexical.save(tmp_path)
     loaded = LexicalIndex.load(tmp_path)
     assert loaded is not None and loaded.fields == ["brand"] and len(loaded) == 4

@@ -75,8 +75,9 @@ class LexicalIndex:
         return cls(bm25, list(product_ids), list(categories), list(fields))
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog, fields: Sequence[str] = ()) -> LexicalIndex:
-        """Index every catalog product's title and ``fields`` (metadata columns)."""
+    def from_catalog(cls, catalog: Catalog, fields: str | Sequence[str] = ()) -> LexicalIndex:
+        """Index every catalog product's title and ``fields`` (metadata columns, "brand,model" or a list)."""
+        fields = parse_fields(fields)
         texts = [lexical_text(t, m, fields) for t, m in zip(catalog.titles, catalog.metadata, strict=True)]
         return cls.build(catalog.product_ids, texts, catalog.categories, fields)
 
@@ -94,9 +95,9 @@ class LexicalIndex:
             return np.zeros(len(self.product_ids), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(terms), dtype=np.float32)
 
-    def score_ids(self, query: str, product_ids: Sequence[str], scores: np.ndarray | None = None) -> np.ndarray:
-        """BM25 scores of ``product_ids`` (0 for an id not indexed)."""
-        scores = self.scores(query) if scores is None else scores
+    def score_ids(self, scores: np.ndarray, product_ids: Sequence[str]) -> np.ndarray:
+        """The entries of ``scores`` (one per row, as the ``scores`` method gives them) for
+        ``product_ids`` (0 for an id not indexed)."""
         rows = np.array([self.rows.get(pid, -1) for pid in product_ids], dtype=np.int64)
         return np.where(rows >= 0, scores[np.maximum(rows, 0)], 0.0).astype(np.float32)
 
