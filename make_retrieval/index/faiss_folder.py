@@ -22,6 +22,8 @@ from make_retrieval.index.store import StoredProduct, write_manifest
 #: Files of an index folder whose sha256 the manifest records and ``load`` verifies (``write`` names
 #: them in this order).
 CHECKED_FILES = ("index.faiss", "embeddings.npy", "products.parquet")
+#: One part of a streamed build: products and their vectors, in row order.
+Part = tuple[Sequence[StoredProduct], np.ndarray]
 
 
 def new_manifest(
@@ -89,7 +91,7 @@ def weight_rows(products: Sequence[StoredProduct], modalities: Sequence[str]) ->
     return np.array(rows, dtype=np.float32).reshape(-1, len(modalities))
 
 
-def gather_rows(parts: Iterable[tuple[Any, np.ndarray]], rows: np.ndarray, dim: int) -> tuple[np.ndarray, int]:
+def gather_rows(parts: Iterable[Part], rows: np.ndarray, dim: int) -> tuple[np.ndarray, int]:
     """(the vectors at ``rows`` (sorted) of the parts in one array, the parts' row count): a streamed
     build's training set, complete only if the parts hold every row the draw was made for."""
     sample = np.zeros((len(rows), dim), dtype=np.float32)

@@ -30,6 +30,7 @@ from make_retrieval.files import replacing, same_file
 from make_retrieval.index.exact import exact_top_k_among
 from make_retrieval.index.faiss_folder import (
     CHECKED_FILES,
+    Part,
     arrow_table,
     check_count,
     gather_rows,
@@ -93,10 +94,6 @@ def training_rows(index: faiss.Index, count: int, seed: int = 0) -> np.ndarray:
     if wanted == count:
         return np.arange(count)
     return np.sort(np.random.default_rng(seed).choice(count, size=wanted, replace=False))
-
-
-#: One part of a streamed build: products and their vectors, in row order.
-Part = tuple[Sequence[StoredProduct], np.ndarray]
 
 
 class ProductIndex:
